@@ -1,0 +1,32 @@
+# cobalt: PostgreSQL extension (PGXS)
+
+EXTENSION = cobalt
+MODULE_big = cobalt
+OBJS = \
+	src/cobalt.o \
+	src/guc.o \
+	src/functions.o \
+	src/request.o \
+	src/store.o \
+	src/worker.o \
+	src/http.o \
+	src/cobalt_json.o \
+	src/outcome.o
+
+DATA = sql/cobalt--1.0.sql
+PGFILEDESC = "cobalt - Cobalt EHR API client"
+
+REGRESS = setup operations submit status admin
+REGRESS_OPTS = --dbname=cobalt_regression
+
+TAP_TESTS = 1
+
+# Debian keeps pg_config out of PATH
+PG_CONFIG ?= $(shell command -v pg_config 2>/dev/null || echo /usr/lib/postgresql/15/bin/pg_config)
+
+PG_CPPFLAGS = $(shell pkg-config --cflags libcurl json-c)
+SHLIB_LINK = $(shell pkg-config --libs libcurl json-c)
+PG_CFLAGS = -Wall -Wextra -Wno-unused-parameter -Wno-sign-compare -Wno-missing-field-initializers
+
+PGXS := $(shell $(PG_CONFIG) --pgxs)
+include $(PGXS)

@@ -1,0 +1,200 @@
+/*-------------------------------------------------------------------------
+ *
+ * cobalt.h
+ *		Declarations shared by cobalt's PostgreSQL-side files, grouped by
+ *		the file that defines them.
+ *
+ * The plain-C layer (HTTP, JSON, outcome rules) is declared in
+ * cobalt_pure.h; no file includes both json-c and this header.
+ *
+ * src/cobalt.h
+ *
+ *-------------------------------------------------------------------------
+ */
+#ifndef COBALT_H
+#define COBALT_H
+
+#include "postgres.h"
+
+#include "access/htup.h"
+#include "access/tupdesc.h"
+#include "datatype/timestamp.h"
+#include "nodes/pg_list.h"
+#include "storage/condition_variable.h"
+#include "storage/latch.h"
+#include "storage/spin.h"
+#include "utils/jsonb.h"
+
+#define COBALT_VERSION			"1.0"
+#define COBALT_USER_AGENT		"cobalt-pg/" COBALT_VERSION
+#define COBALT_SCHEMA			"cobalt"
+
+/* The job states, exactly as stored in cobalt.jobs.state. */
+#define COBALT_STATE_QUEUED		"queued"
+#define COBALT_STATE_SENDING	"sending"
+#define COBALT_STATE_POLLING	"polling"
+#define COBALT_STATE_SUCCEEDED	"succeeded"
+#define COBALT_STATE_FAILED		"failed"
+#define COBALT_STATE_TIMED_OUT	"timed_out"
+#define COBALT_STATE_UNKNOWN	"unknown"
+#define COBALT_STATE_CANCELLED	"cancelled"
+
+/* ----------
+ * cobalt.c: module start, shared state, waking the worker at commit
+ * ----------
+ */
+
+/* State shared between the worker and the backends, in shared memory. */
+typedef struct CobaltShared
+{
+	slock_t		mutex;			/* protects the fields below it */
+	pid_t		worker_pid;		/* 0 when no worker runs */
+	Latch	   *worker_latch;	/* the worker's latch, or NULL */
+	TimestampTz worker_started_at;
+	uint64		config_generation;	/* bumped when credentials change */
+	ConditionVariable outcome_cv;	/* broadcast when jobs reach outcomes */
+} CobaltShared;
+
+extern CobaltShared *cobalt_shared;
+
+extern void cobalt_wake_worker_at_commit(bool credentials_changed);
+extern void cobalt_wake_worker(void);
+extern bool cobalt_state_is_final(const char *state);
+
+/* ----------
+ * guc.c: settings
+ * ----------
+ */
+extern char *cobalt_database_name;
+extern char *cobalt_api_url;
+extern int	cobalt_poll_interval_ms;
+extern int	cobalt_request_timeout_ms;
+extern int	cobalt_max_concurrent_requests;
+extern int	cobalt_late_check_interval_ms;
+extern int	cobalt_late_check_window_s;
+
+extern void cobalt_define_settings(void);
+
+/* ----------
+ * request.c: turning a job into an HTTP request
+ * ----------
+ */
+
+/* One row of cobalt.operations. */
+typedef struct CobaltOperation
+{
+	char	   *operation;
+	char	   *method;
+	char	   *path;
+	char	   *body_format;	/* "json" or "multipart" */
+	char	   *file_field;		/* multipart: payload field with the file */
+	int64		timeout_ms;
+} CobaltOperation;
+
+/* The parts of a request that depend on the job alone. */
+typedef struct CobaltRequestSpec
+{
+	char	   *path;			/* path with placeholders filled in */
+	char	   *body;			/* JSON body, or NULL when multipart */
+	size_t		body_len;
+	struct CobaltFormField *form;
+	int			nform;
+} CobaltRequestSpec;
+
+extern void cobalt_validate_payload(const CobaltOperation *op, Jsonb *payload);
+extern char *cobalt_build_request(const CobaltOperation *op, Jsonb *payload,
+								  CobaltRequestSpec *spec);
+
+/* ----------
+ * store.c: every SQL statement run against cobalt's tables
+ * ----------
+ */
+
+/* What cobalt_submit needs to know before it inserts a job. */
+typedef struct CobaltSubmitContext
+{
+	bool		operation_found;
+	CobaltOperation op;
+	bool		client_set;
+	int			naccounts;		/* matching accounts found, at most 2 */
+	char	   *account;		/* the account when naccounts == 1 */
+} CobaltSubmitContext;
+
+/* A queued job the worker has just moved to 'sending'. */
+typedef struct CobaltClaimedJob
+{
+	int64		id;
+	char	   *account;
+	int			attempts;
+	TimestampTz created_at;
+	bool		operation_found;
+	CobaltOperation op;
+	Jsonb	   *payload;
+} CobaltClaimedJob;
+
+/* A job the worker polls: 'polling', or 'timed_out' for a late check. */
+typedef struct CobaltPolledJob
+{
+	int64		id;
+	char	   *account;
+	char	   *remote_job_id;
+	TimestampTz timeout_at;
+} CobaltPolledJob;
+
+/*
+ * A change of one job's row, applied only if the job is still in
+ * from_state.  NULL pointers and negative numbers leave a column alone,
+ * except where noted.
+ */
+typedef struct CobaltJobUpdate
+{
+	int64		job_id;
+	const char *from_state;
+	const char *to_state;
+	const char *remote_job_id;
+	int			http_status;	/* 0: leave */
+	const char *event_type;
+	const char *result_json;
+	const char *error;
+	const char *last_error;
+	const char *attempt_error;	/* appended to attempt_errors */
+	int64		next_due_ms;	/* -1: set NULL; else now() + ms */
+	int64		timeout_ms;		/* >= 0: accepted now, timeout_at = now()+ms */
+	bool		finished;		/* set finished_at = now() */
+	bool		applied;		/* out: the row was changed */
+} CobaltJobUpdate;
+
+/* Credentials the worker sends with each request. */
+typedef struct CobaltCredentials
+{
+	char	   *client_id;
+	char	   *client_secret;
+	struct HTAB *tokens;		/* account -> access token */
+} CobaltCredentials;
+
+extern void cobalt_store_submit_context(const char *operation, const char *account,
+										CobaltSubmitContext *ctx);
+extern char *cobalt_store_operation_list(void);
+extern int64 cobalt_store_insert_job(const char *operation, const char *account,
+									 Jsonb *payload);
+extern HeapTuple cobalt_store_job_status(int64 job_id, TupleDesc *desc,
+										 char **state);
+extern int	cobalt_store_recover_sending(void);
+extern List *cobalt_store_load_polling(void);
+extern List *cobalt_store_claim_queued(int limit);
+extern List *cobalt_store_claim_late_checks(int limit, int64 interval_ms,
+											int64 window_ms);
+extern void cobalt_store_apply_updates(CobaltJobUpdate *updates, int n);
+extern void cobalt_store_load_credentials(CobaltCredentials *creds,
+										  MemoryContext cxt);
+extern const char *cobalt_credentials_token(CobaltCredentials *creds,
+											const char *account);
+
+/* ----------
+ * worker.c: the background worker
+ * ----------
+ */
+extern PGDLLEXPORT void cobalt_worker_main(Datum main_arg);
+extern void cobalt_register_worker(void);
+
+#endif							/* COBALT_H */

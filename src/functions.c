@@ -1,0 +1,260 @@
+/*-------------------------------------------------------------------------
+ *
+ * functions.c
+ *		SQL-callable functions: cobalt_submit, cobalt_job_status,
+ *		cobalt_wait, and the worker wake-up used by the admin functions.
+ *
+ * These are entry points only: argument checks and error reporting live
+ * here, every table access in store.c.  Bad input is refused with an
+ * ERROR carrying an errcode and a hint before anything is inserted.
+ *
+ * cobalt_wait sleeps on a condition variable in shared memory that the
+ * worker broadcasts after each commit of job outcomes, re-reading the job
+ * with a fresh snapshot after every wake-up; the sleep is bounded so that
+ * even a missed broadcast costs at most WAIT_RECHECK_MS.
+ *
+ * src/functions.c
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include "access/xact.h"
+#include "fmgr.h"
+#include "funcapi.h"
+#include "miscadmin.h"
+#include "pgstat.h"
+#include "utils/builtins.h"
+#include "utils/jsonb.h"
+#include "utils/timestamp.h"
+
+#include "cobalt.h"
+
+#define WAIT_RECHECK_MS 1000
+
+PG_FUNCTION_INFO_V1(cobalt_submit);
+PG_FUNCTION_INFO_V1(cobalt_job_status);
+PG_FUNCTION_INFO_V1(cobalt_wait);
+PG_FUNCTION_INFO_V1(cobalt_credentials_changed);
+
+/* A required text argument as a C string; ERROR when NULL or empty. */
+static char *
+required_text_arg(FunctionCallInfo fcinfo, int argno, const char *name)
+{
+	char	   *s;
+
+	if (PG_ARGISNULL(argno))
+		ereport(ERROR,
+				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+				 errmsg("cobalt %s must not be null", name)));
+	s = text_to_cstring(PG_GETARG_TEXT_PP(argno));
+	if (s[0] == '\0')
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("cobalt %s must not be empty", name)));
+	return s;
+}
+
+/* The job id argument; ERROR when NULL or not positive. */
+static int64
+job_id_arg(FunctionCallInfo fcinfo)
+{
+	int64		id;
+
+	if (PG_ARGISNULL(0))
+		ereport(ERROR,
+				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+				 errmsg("cobalt job id must not be null")));
+	id = PG_GETARG_INT64(0);
+	if (id <= 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("cobalt job id must be positive"),
+				 errdetail("Job ids are the positive numbers cobalt_submit returns.")));
+	return id;
+}
+
+/*
+ * cobalt_submit(operation text, payload jsonb, account text DEFAULT NULL)
+ * returns bigint: queue one Cobalt operation; it is sent once the calling
+ * transaction commits.  Returns the local job id.
+ */
+Datum
+cobalt_submit(PG_FUNCTION_ARGS)
+{
+	char	   *operation = required_text_arg(fcinfo, 0, "operation");
+	char	   *account = NULL;
+	Jsonb	   *payload;
+	CobaltSubmitContext ctx;
+	int64		id;
+
+	if (PG_ARGISNULL(1))
+		ereport(ERROR,
+				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+				 errmsg("cobalt payload must not be null"),
+				 errhint("Pass the operation's fields as a JSON object, for example '{\"mrn\": \"1234\"}'.")));
+	payload = PG_GETARG_JSONB_P(1);
+	if (!PG_ARGISNULL(2))
+		account = required_text_arg(fcinfo, 2, "account");
+
+	cobalt_store_submit_context(operation, account, &ctx);
+
+	if (!ctx.operation_found)
+		ereport(ERROR,
+				(errcode(ERRCODE_UNDEFINED_OBJECT),
+				 errmsg("unknown cobalt operation \"%s\"", operation),
+				 errhint("Valid operations are: %s.", cobalt_store_operation_list())));
+	if (!ctx.client_set)
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("cobalt client credentials are not set"),
+				 errhint("Call cobalt_set_client(client_id, client_secret) first.")));
+	if (account != NULL && ctx.naccounts == 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_UNDEFINED_OBJECT),
+				 errmsg("unknown cobalt account \"%s\"", account),
+				 errhint("Add it with cobalt_add_account(account, access_token).")));
+	if (account == NULL && ctx.naccounts == 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("no cobalt account exists"),
+				 errhint("Add one with cobalt_add_account(account, access_token).")));
+	if (account == NULL && ctx.naccounts > 1)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("cobalt account must be given when several accounts exist"),
+				 errhint("Pass account => 'name'; the accounts are listed in cobalt.accounts.")));
+
+	cobalt_validate_payload(&ctx.op, payload);
+	id = cobalt_store_insert_job(ctx.op.operation, ctx.account, payload);
+	cobalt_wake_worker_at_commit(false);
+	PG_RETURN_INT64(id);
+}
+
+/* The result row type of cobalt_job_status and cobalt_wait. */
+static TupleDesc
+status_desc(FunctionCallInfo fcinfo)
+{
+	TupleDesc	desc;
+
+	if (get_call_result_type(fcinfo, NULL, &desc) != TYPEFUNC_COMPOSITE)
+		elog(ERROR, "cobalt: function must return a composite type");
+	return BlessTupleDesc(desc);
+}
+
+static void
+report_no_such_job(int64 id)
+{
+	ereport(ERROR,
+			(errcode(ERRCODE_UNDEFINED_OBJECT),
+			 errmsg("cobalt job %lld does not exist", (long long) id),
+			 errhint("Job ids are returned by cobalt_submit and listed in cobalt.jobs.")));
+}
+
+/*
+ * cobalt_job_status(job_id bigint) returns cobalt.job_status: the job's
+ * current row.  ERROR when there is no such job.
+ */
+Datum
+cobalt_job_status(PG_FUNCTION_ARGS)
+{
+	int64		id = job_id_arg(fcinfo);
+	TupleDesc	desc = status_desc(fcinfo);
+	char	   *state;
+	HeapTuple	tuple = cobalt_store_job_status(id, &desc, &state);
+
+	if (tuple == NULL)
+		report_no_such_job(id);
+	PG_RETURN_DATUM(HeapTupleGetDatum(tuple));
+}
+
+/*
+ * cobalt_wait(job_id bigint, timeout interval DEFAULT '2 min') returns
+ * cobalt.job_status: block until the job reaches succeeded, failed,
+ * timed_out, unknown or cancelled, or until the timeout; return its row
+ * either way.  Sends nothing itself; interruptible (statement_timeout,
+ * pg_cancel_backend) at every wake-up.
+ */
+Datum
+cobalt_wait(PG_FUNCTION_ARGS)
+{
+	int64		id = job_id_arg(fcinfo);
+	TupleDesc	desc = status_desc(fcinfo);
+	Interval   *timeout;
+	TimestampTz deadline;
+	HeapTuple	tuple;
+	char	   *state;
+	bool		sleeping = false;
+	int64		timeout_us;
+
+	if (PG_ARGISNULL(1))
+		ereport(ERROR,
+				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+				 errmsg("cobalt_wait timeout must not be null"),
+				 errhint("Leave it out to wait up to 2 minutes.")));
+	timeout = PG_GETARG_INTERVAL_P(1);
+	timeout_us = timeout->time +
+		(int64) timeout->day * USECS_PER_DAY +
+		(int64) timeout->month * DAYS_PER_MONTH * USECS_PER_DAY;
+	if (timeout_us < 0 || timeout->month < 0 || timeout->day < 0 || timeout->time < 0 ||
+		timeout_us > (int64) 7 * USECS_PER_DAY)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("cobalt_wait timeout must be between 0 and 7 days"),
+				 errhint("Wait in shorter steps, or check back later with cobalt_job_status.")));
+	deadline = TimestampTzPlusMilliseconds(GetCurrentTimestamp(), timeout_us / 1000);
+
+	for (;;)
+	{
+		long		left_ms;
+
+		/* prepare before reading, so a broadcast after the read is not lost */
+		if (cobalt_shared != NULL && !sleeping)
+		{
+			ConditionVariablePrepareToSleep(&cobalt_shared->outcome_cv);
+			sleeping = true;
+		}
+
+		tuple = cobalt_store_job_status(id, &desc, &state);
+		if (tuple == NULL)
+			report_no_such_job(id);
+		if (cobalt_state_is_final(state))
+			break;
+		left_ms = TimestampDifferenceMilliseconds(GetCurrentTimestamp(), deadline);
+		if (left_ms <= 0)
+			break;
+		if (IsolationUsesXactSnapshot())
+			ereport(ERROR,
+					(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
+					 errmsg("cobalt_wait cannot wait in a REPEATABLE READ or SERIALIZABLE transaction"),
+					 errdetail("The transaction's snapshot would never show the worker's progress."),
+					 errhint("Call cobalt_wait in a READ COMMITTED transaction.")));
+
+		if (cobalt_shared != NULL)
+			ConditionVariableTimedSleep(&cobalt_shared->outcome_cv,
+										Min(left_ms, WAIT_RECHECK_MS),
+										PG_WAIT_EXTENSION);
+		else
+		{
+			(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
+							 Min(left_ms, 100), PG_WAIT_EXTENSION);
+			ResetLatch(MyLatch);
+		}
+		CHECK_FOR_INTERRUPTS();
+		heap_freetuple(tuple);
+	}
+	if (sleeping)
+		ConditionVariableCancelSleep();
+	PG_RETURN_DATUM(HeapTupleGetDatum(tuple));
+}
+
+/*
+ * cobalt._credentials_changed(): have the worker reload client credentials
+ * and tokens when the calling transaction commits.
+ */
+Datum
+cobalt_credentials_changed(PG_FUNCTION_ARGS)
+{
+	cobalt_wake_worker_at_commit(true);
+	PG_RETURN_VOID();
+}

@@ -1,0 +1,686 @@
+/*-------------------------------------------------------------------------
+ *
+ * store.c
+ *		Every SQL statement cobalt runs against its tables: the session side
+ *		(submit, status) and the worker side (recover, claim, record).
+ *
+ * Statements are prepared once per process and kept (SPI_keepplan); the
+ * plan cache re-plans them after DROP/CREATE EXTENSION.  All names are
+ * schema-qualified, and callers run with search_path pinned to
+ * pg_catalog, pg_temp (SECURITY DEFINER functions' SET clause, or the
+ * worker's own setting), so no user object can capture them.
+ *
+ * Session-side functions connect to SPI themselves and copy what they
+ * return into the caller's memory context.  Worker-side functions must be
+ * called inside a transaction with SPI already connected.
+ *
+ * The job invariants kept here:
+ *	- a job is claimed ('queued' -> 'sending', attempts + 1) with FOR UPDATE
+ *	  SKIP LOCKED, and the claim is committed before any request leaves;
+ *	- every later change names the state it expects the job to be in, so a
+ *	  job changed meanwhile (cancelled, resolved, dropped) is left alone;
+ *	- next_due_at is non-NULL exactly while the worker still has something
+ *	  to do for the job, so the partial index jobs_due_idx holds only those.
+ *
+ * src/store.c
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include "access/htup_details.h"
+#include "access/xact.h"
+#include "catalog/pg_type.h"
+#include "executor/spi.h"
+#include "miscadmin.h"
+#include "utils/array.h"
+#include "utils/builtins.h"
+#include "utils/hsearch.h"
+#include "utils/lsyscache.h"
+#include "utils/memutils.h"
+#include "utils/resowner.h"
+#include "utils/timestamp.h"
+
+#include "cobalt.h"
+
+#define ACCOUNT_KEY_SIZE 256
+
+typedef struct TokenEntry
+{
+	char		account[ACCOUNT_KEY_SIZE];
+	char	   *token;
+} TokenEntry;
+
+/*
+ * Prepare a statement once per process.  The plan lives in a long-lived
+ * context; argument types are given by OID.
+ */
+static SPIPlanPtr
+prepare_once(SPIPlanPtr *cache, const char *sql, int nargs, Oid *types)
+{
+	if (*cache == NULL)
+	{
+		SPIPlanPtr	plan = SPI_prepare(sql, nargs, types);
+
+		if (plan == NULL)
+			elog(ERROR, "SPI_prepare failed for cobalt statement: %s",
+				 SPI_result_code_string(SPI_result));
+		if (SPI_keepplan(plan) != 0)
+			elog(ERROR, "SPI_keepplan failed");
+		*cache = plan;
+	}
+	return *cache;
+}
+
+static char *
+text_column(HeapTuple tuple, TupleDesc desc, int col)
+{
+	return SPI_getvalue(tuple, desc, col);
+}
+
+static int64
+int64_column(HeapTuple tuple, TupleDesc desc, int col, int64 if_null)
+{
+	bool		isnull;
+	Datum		d = SPI_getbinval(tuple, desc, col, &isnull);
+
+	return isnull ? if_null : DatumGetInt64(d);
+}
+
+/* Fill an operation from columns first..first+5 of a result row. */
+static void
+read_operation(HeapTuple tuple, TupleDesc desc, int first, CobaltOperation *op)
+{
+	op->operation = text_column(tuple, desc, first);
+	op->method = text_column(tuple, desc, first + 1);
+	op->path = text_column(tuple, desc, first + 2);
+	op->body_format = text_column(tuple, desc, first + 3);
+	op->file_field = text_column(tuple, desc, first + 4);
+	op->timeout_ms = int64_column(tuple, desc, first + 5, 0);
+}
+
+#define OPERATION_COLUMNS \
+	"o.operation, o.method, o.path, o.body_format, o.file_field, " \
+	"(pg_catalog.date_part('epoch', o.timeout) * 1000)::pg_catalog.int8"
+
+/*
+ * Look up what cobalt_submit needs in one statement: the operation, whether
+ * client credentials are set, and the account (the given one, or the only
+ * one when none is given).  Connects to SPI itself; results are allocated
+ * in the caller's memory context.
+ */
+void
+cobalt_store_submit_context(const char *operation, const char *account,
+							CobaltSubmitContext *ctx)
+{
+	static SPIPlanPtr plan = NULL;
+	Oid			types[2] = {TEXTOID, TEXTOID};
+	Datum		values[2];
+	char		nulls[2] = {' ', ' '};
+	MemoryContext caller = CurrentMemoryContext;
+	HeapTuple	tuple;
+	TupleDesc	desc;
+
+	memset(ctx, 0, sizeof(*ctx));
+	SPI_connect();
+	prepare_once(&plan,
+				 "SELECT " OPERATION_COLUMNS ", "
+				 "  EXISTS (SELECT 1 FROM cobalt.client), "
+				 "  (SELECT pg_catalog.count(*)::pg_catalog.int4 FROM "
+				 "     (SELECT 1 FROM cobalt.accounts a "
+				 "       WHERE $2::pg_catalog.text IS NULL OR a.account OPERATOR(pg_catalog.=) $2 "
+				 "       LIMIT 2) s), "
+				 "  (SELECT a.account FROM cobalt.accounts a "
+				 "    WHERE $2::pg_catalog.text IS NULL OR a.account OPERATOR(pg_catalog.=) $2 "
+				 "    LIMIT 1) "
+				 "FROM (VALUES (1)) v "
+				 "LEFT JOIN cobalt.operations o ON o.operation OPERATOR(pg_catalog.=) $1",
+				 2, types);
+	values[0] = CStringGetTextDatum(operation);
+	if (account != NULL)
+		values[1] = CStringGetTextDatum(account);
+	else
+		nulls[1] = 'n';
+	if (SPI_execute_plan(plan, values, nulls, true, 1) != SPI_OK_SELECT ||
+		SPI_processed != 1)
+		elog(ERROR, "cobalt: looking up the submit context failed");
+
+	tuple = SPI_tuptable->vals[0];
+	desc = SPI_tuptable->tupdesc;
+	MemoryContextSwitchTo(caller);
+	read_operation(tuple, desc, 1, &ctx->op);
+	ctx->operation_found = (ctx->op.operation != NULL);
+	ctx->client_set = (strcmp(text_column(tuple, desc, 7), "t") == 0);
+	ctx->naccounts = (int) pg_strtoint32(text_column(tuple, desc, 8));
+	ctx->account = text_column(tuple, desc, 9);
+	SPI_finish();
+}
+
+/*
+ * The valid operation names, comma-separated, for an error hint.  Connects
+ * to SPI itself.
+ */
+char *
+cobalt_store_operation_list(void)
+{
+	MemoryContext caller = CurrentMemoryContext;
+	char	   *list = NULL;
+
+	SPI_connect();
+	if (SPI_execute("SELECT pg_catalog.string_agg(operation, ', ' ORDER BY operation) "
+					"FROM cobalt.operations", true, 1) == SPI_OK_SELECT &&
+		SPI_processed == 1)
+	{
+		char	   *s = SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1);
+
+		if (s != NULL)
+			list = MemoryContextStrdup(caller, s);
+	}
+	SPI_finish();
+	return list ? list : pstrdup("(none: cobalt.operations is empty)");
+}
+
+/*
+ * Insert a queued job, due now, and return its id.  Connects to SPI itself.
+ * The submitting role is the one outside any SECURITY DEFINER function.
+ */
+int64
+cobalt_store_insert_job(const char *operation, const char *account, Jsonb *payload)
+{
+	static SPIPlanPtr plan = NULL;
+	Oid			types[4] = {TEXTOID, TEXTOID, JSONBOID, TEXTOID};
+	Datum		values[4];
+	bool		isnull;
+	int64		id;
+
+	SPI_connect();
+	prepare_once(&plan,
+				 "INSERT INTO cobalt.jobs (operation, account, payload, submitted_by, next_due_at) "
+				 "VALUES ($1, $2, $3, $4, pg_catalog.now()) RETURNING id",
+				 4, types);
+	values[0] = CStringGetTextDatum(operation);
+	values[1] = CStringGetTextDatum(account);
+	values[2] = JsonbPGetDatum(payload);
+	values[3] = CStringGetTextDatum(GetUserNameFromId(GetOuterUserId(), false));
+	if (SPI_execute_plan(plan, values, NULL, false, 1) != SPI_OK_INSERT_RETURNING ||
+		SPI_processed != 1)
+		elog(ERROR, "cobalt: inserting the job failed");
+	id = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
+	SPI_finish();
+	return id;
+}
+
+/*
+ * A job's status row, formed with "desc" (the columns of type
+ * cobalt.job_status) in the caller's memory context, with its state in
+ * *state; NULL when there is no such job.  Connects to SPI itself; each
+ * call sees a fresh snapshot in READ COMMITTED.
+ */
+HeapTuple
+cobalt_store_job_status(int64 job_id, TupleDesc *desc, char **state)
+{
+	static SPIPlanPtr plan = NULL;
+	Oid			types[1] = {INT8OID};
+	Datum		values[1];
+	MemoryContext caller = CurrentMemoryContext;
+	HeapTuple	result = NULL;
+
+	SPI_connect();
+	prepare_once(&plan,
+				 "SELECT id, operation, account, state, remote_job_id, http_status, "
+				 "       event_type, result, error, last_error, attempts, "
+				 "       created_at, sent_at, accepted_at, finished_at "
+				 "FROM cobalt.jobs WHERE id OPERATOR(pg_catalog.=) $1",
+				 1, types);
+	values[0] = Int64GetDatum(job_id);
+	if (SPI_execute_plan(plan, values, NULL, true, 1) != SPI_OK_SELECT)
+		elog(ERROR, "cobalt: reading job %lld failed", (long long) job_id);
+	if (SPI_processed == 1)
+	{
+		TupleDesc	spidesc = SPI_tuptable->tupdesc;
+		HeapTuple	spitup = SPI_tuptable->vals[0];
+		int			natts = (*desc)->natts;
+		Datum	   *vals;
+		bool	   *nulls;
+
+		MemoryContextSwitchTo(caller);
+		if (natts != spidesc->natts)
+			elog(ERROR, "cobalt: job status has %d columns, expected %d",
+				 spidesc->natts, natts);
+		vals = palloc(sizeof(Datum) * natts);
+		nulls = palloc(sizeof(bool) * natts);
+		heap_deform_tuple(spitup, spidesc, vals, nulls);
+		result = heap_form_tuple(*desc, vals, nulls);
+		*state = SPI_getvalue(spitup, spidesc, 4);
+	}
+	SPI_finish();
+	return result;
+}
+
+/*
+ * At worker start: every job left in 'sending' may or may not have reached
+ * Cobalt.  Mark it 'unknown'; it is never sent again automatically.
+ * Returns how many were found.
+ */
+int
+cobalt_store_recover_sending(void)
+{
+	int			ret;
+
+	ret = SPI_execute("UPDATE cobalt.jobs SET state = 'unknown', next_due_at = NULL, "
+					  "  finished_at = pg_catalog.now(), "
+					  "  error = 'the worker stopped while this request was in flight; "
+					  "it may or may not have reached Cobalt, so it is not sent again', "
+					  "  attempt_errors = attempt_errors OPERATOR(pg_catalog.||) "
+					  "    pg_catalog.jsonb_build_array(pg_catalog.jsonb_build_object("
+					  "      'attempt', attempts, 'at', pg_catalog.now(), "
+					  "      'error', 'interrupted while sending')) "
+					  "WHERE next_due_at IS NOT NULL AND state OPERATOR(pg_catalog.=) 'sending'",
+					  false, 0);
+	if (ret != SPI_OK_UPDATE)
+		elog(ERROR, "cobalt: recovering interrupted jobs failed: %s",
+			 SPI_result_code_string(ret));
+	return (int) SPI_processed;
+}
+
+/* Read the CobaltPolledJob columns (id, account, remote_job_id, timeout_at). */
+static CobaltPolledJob *
+read_polled_job(HeapTuple tuple, TupleDesc desc)
+{
+	CobaltPolledJob *job = palloc0(sizeof(CobaltPolledJob));
+	bool		isnull;
+	Datum		d;
+
+	job->id = int64_column(tuple, desc, 1, 0);
+	job->account = text_column(tuple, desc, 2);
+	job->remote_job_id = text_column(tuple, desc, 3);
+	d = SPI_getbinval(tuple, desc, 4, &isnull);
+	job->timeout_at = isnull ? DT_NOEND : DatumGetTimestampTz(d);
+	return job;
+}
+
+/*
+ * Every 'polling' job, as CobaltPolledJob in the current memory context
+ * (the caller switches to a long-lived one).
+ */
+List *
+cobalt_store_load_polling(void)
+{
+	List	   *jobs = NIL;
+	MemoryContext target = CurrentMemoryContext;
+	int			ret;
+
+	ret = SPI_execute("SELECT id, account, remote_job_id, timeout_at FROM cobalt.jobs "
+					  "WHERE next_due_at IS NOT NULL AND state OPERATOR(pg_catalog.=) 'polling'",
+					  true, 0);
+	if (ret != SPI_OK_SELECT)
+		elog(ERROR, "cobalt: loading polling jobs failed");
+	for (uint64 i = 0; i < SPI_processed; i++)
+	{
+		MemoryContext old = MemoryContextSwitchTo(target);
+
+		jobs = lappend(jobs, read_polled_job(SPI_tuptable->vals[i], SPI_tuptable->tupdesc));
+		MemoryContextSwitchTo(old);
+	}
+	return jobs;
+}
+
+/*
+ * Claim up to "limit" due queued jobs: they become 'sending' with one more
+ * attempt, in this transaction.  Returns CobaltClaimedJob in the current
+ * memory context.
+ */
+List *
+cobalt_store_claim_queued(int limit)
+{
+	static SPIPlanPtr plan = NULL;
+	Oid			types[1] = {INT4OID};
+	Datum		values[1];
+	List	   *jobs = NIL;
+	MemoryContext target = CurrentMemoryContext;
+
+	prepare_once(&plan,
+				 "WITH due AS ("
+				 "  SELECT id, operation FROM cobalt.jobs "
+				 "   WHERE next_due_at OPERATOR(pg_catalog.<=) pg_catalog.now() "
+				 "     AND state OPERATOR(pg_catalog.=) 'queued' "
+				 "   ORDER BY next_due_at LIMIT $1 "
+				 "   FOR UPDATE SKIP LOCKED) "
+				 "UPDATE cobalt.jobs j SET state = 'sending', "
+				 "       attempts = j.attempts OPERATOR(pg_catalog.+) 1, "
+				 "       sent_at = pg_catalog.now(), next_due_at = pg_catalog.now() "
+				 "  FROM due LEFT JOIN cobalt.operations o "
+				 "       ON o.operation OPERATOR(pg_catalog.=) due.operation "
+				 " WHERE j.id OPERATOR(pg_catalog.=) due.id "
+				 "RETURNING j.id, j.account, j.attempts, j.created_at, j.payload, "
+				 OPERATION_COLUMNS,
+				 1, types);
+	values[0] = Int32GetDatum(limit);
+	if (SPI_execute_plan(plan, values, NULL, false, 0) != SPI_OK_UPDATE_RETURNING)
+		elog(ERROR, "cobalt: claiming queued jobs failed");
+
+	for (uint64 i = 0; i < SPI_processed; i++)
+	{
+		HeapTuple	tuple = SPI_tuptable->vals[i];
+		TupleDesc	desc = SPI_tuptable->tupdesc;
+		MemoryContext old = MemoryContextSwitchTo(target);
+		CobaltClaimedJob *job = palloc0(sizeof(CobaltClaimedJob));
+		bool		isnull;
+
+		job->id = int64_column(tuple, desc, 1, 0);
+		job->account = text_column(tuple, desc, 2);
+		job->attempts = DatumGetInt32(SPI_getbinval(tuple, desc, 3, &isnull));
+		job->created_at = DatumGetTimestampTz(SPI_getbinval(tuple, desc, 4, &isnull));
+		job->payload = DatumGetJsonbPCopy(SPI_getbinval(tuple, desc, 5, &isnull));
+		read_operation(tuple, desc, 6, &job->op);
+		job->operation_found = (job->op.operation != NULL);
+		jobs = lappend(jobs, job);
+		MemoryContextSwitchTo(old);
+	}
+	return jobs;
+}
+
+/*
+ * Claim up to "limit" 'timed_out' jobs due for a late check, and move their
+ * next check "interval_ms" ahead (or stop checking once "window_ms" after
+ * their timeout has passed).  Returns CobaltPolledJob in the current memory
+ * context.
+ */
+List *
+cobalt_store_claim_late_checks(int limit, int64 interval_ms, int64 window_ms)
+{
+	static SPIPlanPtr plan = NULL;
+	Oid			types[3] = {INT4OID, INT8OID, INT8OID};
+	Datum		values[3];
+	List	   *jobs = NIL;
+	MemoryContext target = CurrentMemoryContext;
+
+	prepare_once(&plan,
+				 "WITH due AS ("
+				 "  SELECT id FROM cobalt.jobs "
+				 "   WHERE next_due_at OPERATOR(pg_catalog.<=) pg_catalog.now() "
+				 "     AND state OPERATOR(pg_catalog.=) 'timed_out' "
+				 "   ORDER BY next_due_at LIMIT $1 "
+				 "   FOR UPDATE SKIP LOCKED) "
+				 "UPDATE cobalt.jobs j SET next_due_at = CASE "
+				 "    WHEN pg_catalog.now() OPERATOR(pg_catalog.+) pg_catalog.make_interval(secs => $2 OPERATOR(pg_catalog./) 1000.0) "
+				 "         OPERATOR(pg_catalog.<) j.timeout_at OPERATOR(pg_catalog.+) pg_catalog.make_interval(secs => $3 OPERATOR(pg_catalog./) 1000.0) "
+				 "    THEN pg_catalog.now() OPERATOR(pg_catalog.+) pg_catalog.make_interval(secs => $2 OPERATOR(pg_catalog./) 1000.0) "
+				 "    ELSE NULL END "
+				 "  FROM due WHERE j.id OPERATOR(pg_catalog.=) due.id "
+				 "RETURNING j.id, j.account, j.remote_job_id, j.timeout_at",
+				 3, types);
+	values[0] = Int32GetDatum(limit);
+	values[1] = Int64GetDatum(interval_ms);
+	values[2] = Int64GetDatum(window_ms);
+	if (SPI_execute_plan(plan, values, NULL, false, 0) != SPI_OK_UPDATE_RETURNING)
+		elog(ERROR, "cobalt: claiming late checks failed");
+	for (uint64 i = 0; i < SPI_processed; i++)
+	{
+		MemoryContext old = MemoryContextSwitchTo(target);
+
+		jobs = lappend(jobs, read_polled_job(SPI_tuptable->vals[i], SPI_tuptable->tupdesc));
+		MemoryContextSwitchTo(old);
+	}
+	return jobs;
+}
+
+/* A text[] from n C strings, NULL pointers as NULL elements. */
+static Datum
+text_array(const char **strings, int n, size_t stride)
+{
+	Datum	   *elems = palloc(sizeof(Datum) * n);
+	bool	   *nulls = palloc(sizeof(bool) * n);
+	int			dims[1] = {n};
+	int			lbs[1] = {1};
+
+	for (int i = 0; i < n; i++)
+	{
+		const char *s = *(const char **) ((const char *) strings + i * stride);
+
+		nulls[i] = (s == NULL);
+		elems[i] = s ? CStringGetTextDatum(s) : (Datum) 0;
+	}
+	return PointerGetDatum(construct_md_array(elems, nulls, 1, dims, lbs,
+											  TEXTOID, -1, false, TYPALIGN_INT));
+}
+
+/* An array of a by-value type from a field of n updates. */
+static Datum
+value_array(CobaltJobUpdate *u, int n, Oid type, Datum (*get) (CobaltJobUpdate *))
+{
+	Datum	   *elems = palloc(sizeof(Datum) * n);
+	int16		typlen;
+	bool		typbyval;
+	char		typalign;
+
+	for (int i = 0; i < n; i++)
+		elems[i] = get(&u[i]);
+	get_typlenbyvalalign(type, &typlen, &typbyval, &typalign);
+	return PointerGetDatum(construct_array(elems, n, type, typlen, typbyval, typalign));
+}
+
+static Datum
+get_id(CobaltJobUpdate *u)
+{
+	return Int64GetDatum(u->job_id);
+}
+static Datum
+get_status(CobaltJobUpdate *u)
+{
+	return Int32GetDatum(u->http_status);
+}
+static Datum
+get_next_due(CobaltJobUpdate *u)
+{
+	return Int64GetDatum(u->next_due_ms);
+}
+static Datum
+get_timeout(CobaltJobUpdate *u)
+{
+	return Int64GetDatum(u->timeout_ms);
+}
+static Datum
+get_finished(CobaltJobUpdate *u)
+{
+	return BoolGetDatum(u->finished);
+}
+
+#define UPDATE_TEXT_ARRAY(field) \
+	text_array(&updates[0].field, n, sizeof(CobaltJobUpdate))
+
+/*
+ * Run one batch UPDATE for updates[0..n-1] and mark the applied ones.
+ * Errors propagate to the caller.
+ */
+static void
+run_update_batch(CobaltJobUpdate *updates, int n)
+{
+	static SPIPlanPtr plan = NULL;
+	Oid			types[13] = {INT8ARRAYOID, TEXTARRAYOID, TEXTARRAYOID, TEXTARRAYOID,
+		INT4ARRAYOID, TEXTARRAYOID, TEXTARRAYOID, TEXTARRAYOID, TEXTARRAYOID,
+	TEXTARRAYOID, INT8ARRAYOID, INT8ARRAYOID, BOOLARRAYOID};
+	Datum		values[13];
+
+	prepare_once(&plan,
+				 "UPDATE cobalt.jobs j SET "
+				 "  state = u.to_state, "
+				 "  remote_job_id = COALESCE(u.remote_job_id, j.remote_job_id), "
+				 "  http_status = CASE WHEN u.http_status OPERATOR(pg_catalog.>) 0 "
+				 "                THEN u.http_status ELSE j.http_status END, "
+				 "  event_type = COALESCE(u.event_type, j.event_type), "
+				 "  result = COALESCE(u.result::pg_catalog.jsonb, j.result), "
+				 "  error = COALESCE(u.error, j.error), "
+				 "  last_error = CASE WHEN u.last_error IS NULL THEN j.last_error "
+				 "               WHEN u.last_error OPERATOR(pg_catalog.=) '' THEN NULL "
+				 "               ELSE u.last_error END, "
+				 "  attempt_errors = CASE WHEN u.attempt_error IS NULL THEN j.attempt_errors "
+				 "    ELSE j.attempt_errors OPERATOR(pg_catalog.||) pg_catalog.jsonb_build_array("
+				 "      pg_catalog.jsonb_build_object('attempt', j.attempts, 'at', pg_catalog.now(), "
+				 "        'http_status', NULLIF(u.http_status, 0), 'error', u.attempt_error)) END, "
+				 "  next_due_at = CASE WHEN u.next_due_ms OPERATOR(pg_catalog.<) 0 THEN NULL "
+				 "    ELSE pg_catalog.now() OPERATOR(pg_catalog.+) "
+				 "         pg_catalog.make_interval(secs => u.next_due_ms OPERATOR(pg_catalog./) 1000.0) END, "
+				 "  accepted_at = CASE WHEN u.timeout_ms OPERATOR(pg_catalog.>=) 0 "
+				 "    THEN pg_catalog.now() ELSE j.accepted_at END, "
+				 "  timeout_at = CASE WHEN u.timeout_ms OPERATOR(pg_catalog.>=) 0 "
+				 "    THEN pg_catalog.now() OPERATOR(pg_catalog.+) "
+				 "         pg_catalog.make_interval(secs => u.timeout_ms OPERATOR(pg_catalog./) 1000.0) "
+				 "    ELSE j.timeout_at END, "
+				 "  finished_at = CASE WHEN u.finished THEN pg_catalog.now() ELSE j.finished_at END "
+				 "FROM pg_catalog.unnest($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13) "
+				 "  AS u(id, from_state, to_state, remote_job_id, http_status, event_type, "
+				 "       result, error, last_error, attempt_error, next_due_ms, timeout_ms, finished) "
+				 "WHERE j.id OPERATOR(pg_catalog.=) u.id "
+				 "  AND j.state OPERATOR(pg_catalog.=) u.from_state "
+				 "RETURNING j.id",
+				 13, types);
+
+	values[0] = value_array(updates, n, INT8OID, get_id);
+	values[1] = UPDATE_TEXT_ARRAY(from_state);
+	values[2] = UPDATE_TEXT_ARRAY(to_state);
+	values[3] = UPDATE_TEXT_ARRAY(remote_job_id);
+	values[4] = value_array(updates, n, INT4OID, get_status);
+	values[5] = UPDATE_TEXT_ARRAY(event_type);
+	values[6] = UPDATE_TEXT_ARRAY(result_json);
+	values[7] = UPDATE_TEXT_ARRAY(error);
+	values[8] = UPDATE_TEXT_ARRAY(last_error);
+	values[9] = UPDATE_TEXT_ARRAY(attempt_error);
+	values[10] = value_array(updates, n, INT8OID, get_next_due);
+	values[11] = value_array(updates, n, INT8OID, get_timeout);
+	values[12] = value_array(updates, n, BOOLOID, get_finished);
+
+	if (SPI_execute_plan(plan, values, NULL, false, 0) != SPI_OK_UPDATE_RETURNING)
+		elog(ERROR, "cobalt: recording job outcomes failed");
+
+	for (uint64 r = 0; r < SPI_processed; r++)
+	{
+		int64		id = int64_column(SPI_tuptable->vals[r], SPI_tuptable->tupdesc, 1, 0);
+
+		for (int i = 0; i < n; i++)
+			if (updates[i].job_id == id)
+				updates[i].applied = true;
+	}
+}
+
+/*
+ * Run run_update_batch in a subtransaction; on error, log it, roll the
+ * subtransaction back and return false.
+ */
+static bool
+try_update_batch(CobaltJobUpdate *updates, int n)
+{
+	MemoryContext oldcxt = CurrentMemoryContext;
+	ResourceOwner oldowner = CurrentResourceOwner;
+	volatile bool ok = true;
+
+	BeginInternalSubTransaction(NULL);
+	MemoryContextSwitchTo(oldcxt);
+	PG_TRY();
+	{
+		run_update_batch(updates, n);
+		ReleaseCurrentSubTransaction();
+	}
+	PG_CATCH();
+	{
+		ErrorData  *edata;
+
+		MemoryContextSwitchTo(oldcxt);
+		edata = CopyErrorData();
+		FlushErrorState();
+		RollbackAndReleaseCurrentSubTransaction();
+		ereport(WARNING,
+				(errmsg("cobalt worker could not record %d job outcome(s): %s",
+						n, edata->message)));
+		FreeErrorData(edata);
+		ok = false;
+	}
+	PG_END_TRY();
+	MemoryContextSwitchTo(oldcxt);
+	CurrentResourceOwner = oldowner;
+	return ok;
+}
+
+/*
+ * Apply a batch of job changes in one statement.  If the batch fails (for
+ * instance an answer that jsonb refuses), each change is retried alone, and
+ * one that still fails is retried without its result, so one bad answer
+ * never holds back the other jobs.
+ */
+void
+cobalt_store_apply_updates(CobaltJobUpdate *updates, int n)
+{
+	if (n == 0 || try_update_batch(updates, n))
+		return;
+	for (int i = 0; i < n; i++)
+	{
+		if (try_update_batch(&updates[i], 1))
+			continue;
+		updates[i].result_json = NULL;
+		updates[i].event_type = NULL;
+		if (updates[i].error == NULL)
+			updates[i].error = "Cobalt's answer could not be stored";
+		if (!try_update_batch(&updates[i], 1))
+			elog(WARNING, "cobalt worker could not record the outcome of job %lld",
+				 (long long) updates[i].job_id);
+	}
+}
+
+/*
+ * Load client credentials and every account's token into "cxt" (reset by
+ * the caller beforehand).  Missing client credentials leave them NULL.
+ */
+void
+cobalt_store_load_credentials(CobaltCredentials *creds, MemoryContext cxt)
+{
+	HASHCTL		info;
+	int			ret;
+
+	memset(&info, 0, sizeof(info));
+	info.keysize = ACCOUNT_KEY_SIZE;
+	info.entrysize = sizeof(TokenEntry);
+	info.hcxt = cxt;
+	creds->tokens = hash_create("cobalt tokens", 64, &info,
+								HASH_ELEM | HASH_STRINGS | HASH_CONTEXT);
+	creds->client_id = NULL;
+	creds->client_secret = NULL;
+
+	ret = SPI_execute("SELECT client_id, client_secret FROM cobalt.client", true, 1);
+	if (ret != SPI_OK_SELECT)
+		elog(ERROR, "cobalt: reading client credentials failed");
+	if (SPI_processed == 1)
+	{
+		creds->client_id = MemoryContextStrdup(cxt,
+											   SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1));
+		creds->client_secret = MemoryContextStrdup(cxt,
+												   SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2));
+	}
+
+	ret = SPI_execute("SELECT account, access_token FROM cobalt.accounts", true, 0);
+	if (ret != SPI_OK_SELECT)
+		elog(ERROR, "cobalt: reading account tokens failed");
+	for (uint64 i = 0; i < SPI_processed; i++)
+	{
+		char	   *account = SPI_getvalue(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 1);
+		char	   *token = SPI_getvalue(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 2);
+		TokenEntry *entry;
+
+		if (strlen(account) >= ACCOUNT_KEY_SIZE)
+			continue;
+		entry = hash_search(creds->tokens, account, HASH_ENTER, NULL);
+		entry->token = MemoryContextStrdup(cxt, token);
+	}
+}
+
+/* An account's access token, or NULL when the account is unknown. */
+const char *
+cobalt_credentials_token(CobaltCredentials *creds, const char *account)
+{
+	TokenEntry *entry;
+
+	if (creds->tokens == NULL || account == NULL ||
+		strlen(account) >= ACCOUNT_KEY_SIZE)
+		return NULL;
+	entry = hash_search(creds->tokens, account, HASH_FIND, NULL);
+	return entry ? entry->token : NULL;
+}
