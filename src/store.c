@@ -233,7 +233,8 @@ cobalt_store_job_status(int64 job_id, TupleDesc *desc, char **state)
 				 "FROM cobalt.jobs WHERE id OPERATOR(pg_catalog.=) $1",
 				 1, types);
 	values[0] = Int64GetDatum(job_id);
-	if (SPI_execute_plan(plan, values, NULL, true, 1) != SPI_OK_SELECT)
+	/* not read-only: in READ COMMITTED each call then takes a new snapshot */
+	if (SPI_execute_plan(plan, values, NULL, false, 1) != SPI_OK_SELECT)
 		elog(ERROR, "cobalt: reading job %lld failed", (long long) job_id);
 	if (SPI_processed == 1)
 	{
@@ -403,8 +404,9 @@ cobalt_store_claim_late_checks(int limit, int64 interval_ms, int64 window_ms)
 				 "   ORDER BY next_due_at LIMIT $1 "
 				 "   FOR UPDATE SKIP LOCKED) "
 				 "UPDATE cobalt.jobs j SET next_due_at = CASE "
-				 "    WHEN pg_catalog.now() OPERATOR(pg_catalog.+) pg_catalog.make_interval(secs => $2 OPERATOR(pg_catalog./) 1000.0) "
-				 "         OPERATOR(pg_catalog.<) j.timeout_at OPERATOR(pg_catalog.+) pg_catalog.make_interval(secs => $3 OPERATOR(pg_catalog./) 1000.0) "
+				 "    WHEN (pg_catalog.now() OPERATOR(pg_catalog.+) pg_catalog.make_interval(secs => $2 OPERATOR(pg_catalog./) 1000.0)) "
+				 "         OPERATOR(pg_catalog.<) "
+				 "         (j.timeout_at OPERATOR(pg_catalog.+) pg_catalog.make_interval(secs => $3 OPERATOR(pg_catalog./) 1000.0)) "
 				 "    THEN pg_catalog.now() OPERATOR(pg_catalog.+) pg_catalog.make_interval(secs => $2 OPERATOR(pg_catalog./) 1000.0) "
 				 "    ELSE NULL END "
 				 "  FROM due WHERE j.id OPERATOR(pg_catalog.=) due.id "
@@ -528,7 +530,11 @@ run_update_batch(CobaltJobUpdate *updates, int n)
 				 "         pg_catalog.make_interval(secs => u.timeout_ms OPERATOR(pg_catalog./) 1000.0) "
 				 "    ELSE j.timeout_at END, "
 				 "  finished_at = CASE WHEN u.finished THEN pg_catalog.now() ELSE j.finished_at END "
-				 "FROM pg_catalog.unnest($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13) "
+				 "FROM ROWS FROM (pg_catalog.unnest($1), pg_catalog.unnest($2), pg_catalog.unnest($3), "
+				 "  pg_catalog.unnest($4), pg_catalog.unnest($5), pg_catalog.unnest($6), "
+				 "  pg_catalog.unnest($7), pg_catalog.unnest($8), pg_catalog.unnest($9), "
+				 "  pg_catalog.unnest($10), pg_catalog.unnest($11), pg_catalog.unnest($12), "
+				 "  pg_catalog.unnest($13)) "
 				 "  AS u(id, from_state, to_state, remote_job_id, http_status, event_type, "
 				 "       result, error, last_error, attempt_error, next_due_ms, timeout_ms, finished) "
 				 "WHERE j.id OPERATOR(pg_catalog.=) u.id "
