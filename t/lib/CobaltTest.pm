@@ -1,0 +1,189 @@
+# CobaltTest: shared helpers for cobalt's TAP tests.
+#
+# Starts the mock Cobalt server (test/mock_cobalt.py) on a free loopback
+# port, and PostgreSQL clusters with the cobalt worker pointed at it.  Every
+# wait is bounded.
+package CobaltTest;
+
+use strict;
+use warnings;
+
+use Exporter 'import';
+use File::Temp qw(tempdir);
+use FindBin;
+use HTTP::Tiny;
+use JSON::PP;
+use PostgreSQL::Test::Cluster;
+use PostgreSQL::Test::Utils;
+use Test::More;
+use Time::HiRes qw(time usleep);
+
+our @EXPORT = qw(start_mock stop_mock mock_requests mock_post mock_config
+  mock_reset cobalt_node submit wait_for_state wait_until job_row
+  api_requests sql_quote);
+
+my $json = JSON::PP->new->canonical(1);
+my $ua = HTTP::Tiny->new(timeout => 10);
+
+# Start the mock; returns a hash with port, url (the API base URL) and pid.
+sub start_mock
+{
+	my $dir = tempdir(CLEANUP => 1);
+	my $portfile = "$dir/port";
+	my $script = "$FindBin::RealBin/../test/mock_cobalt.py";
+	my $pid = fork();
+	die "fork failed: $!" unless defined $pid;
+	if ($pid == 0)
+	{
+		open(STDOUT, '>', "$dir/mock.log");
+		open(STDERR, '>&', \*STDOUT);
+		exec('/usr/bin/python3', $script, '--port', '0', '--port-file', $portfile)
+		  or die "exec failed: $!";
+	}
+	my $deadline = time() + 15;
+	while (!-s $portfile && time() < $deadline)
+	{
+		usleep(50_000);
+	}
+	die "mock Cobalt server did not start" unless -s $portfile;
+	my $port = PostgreSQL::Test::Utils::slurp_file($portfile);
+	chomp $port;
+	return {
+		pid => $pid,
+		port => $port,
+		base => "http://127.0.0.1:$port",
+		url => "http://127.0.0.1:$port/v1",
+		log => "$dir/mock.log",
+	};
+}
+
+sub stop_mock
+{
+	my ($mock) = @_;
+	return unless $mock->{pid};
+	kill 'TERM', $mock->{pid};
+	waitpid($mock->{pid}, 0);
+	$mock->{pid} = 0;
+}
+
+# Every request the mock received (optionally those after sequence $since).
+sub mock_requests
+{
+	my ($mock, $since) = @_;
+	my $url = "$mock->{base}/_mock/requests";
+	$url .= "?since=$since" if defined $since;
+	my $res = $ua->get($url);
+	die "mock request list failed: $res->{status} $res->{content}"
+	  unless $res->{success};
+	return $json->decode($res->{content});
+}
+
+# The API requests (not control ones) matching method and path prefix.
+sub api_requests
+{
+	my ($mock, $method, $path_prefix) = @_;
+	return [
+		grep {
+			(!defined $method || $_->{method} eq $method)
+			  && (!defined $path_prefix
+				|| substr($_->{path}, 0, length $path_prefix) eq $path_prefix)
+		} @{ mock_requests($mock) }
+	];
+}
+
+sub mock_post
+{
+	my ($mock, $path, $body) = @_;
+	my $res = $ua->post("$mock->{base}$path",
+		{ content => $json->encode($body // {}), headers => { 'content-type' => 'application/json' } });
+	die "mock $path failed: $res->{status} $res->{content}" unless $res->{success};
+	return $res->{content};
+}
+
+sub mock_config { my ($mock, $cfg) = @_; mock_post($mock, '/_mock/config', $cfg); }
+sub mock_reset { my ($mock) = @_; mock_post($mock, '/_mock/reset', {}); }
+
+# A started cluster whose worker serves database "app" against the mock,
+# with the extension created and credentials and one account set.
+# Options: conf (extra postgresql.conf text), no_setup, accounts.
+sub cobalt_node
+{
+	my ($name, $mock, %opt) = @_;
+	my $node = PostgreSQL::Test::Cluster->new($name);
+	$node->init(%{ $opt{init} // {} });
+	my $conf = "shared_preload_libraries = 'cobalt'\n"
+	  . "cobalt.database_name = 'app'\n"
+	  . "cobalt.api_url = '$mock->{url}'\n"
+	  . "cobalt.poll_interval = '200ms'\n"
+	  . "log_min_messages = info\n";
+	$conf .= $opt{conf} if $opt{conf};
+	$node->append_conf('postgresql.conf', $conf);
+	$node->start;
+	return $node if $opt{no_db};
+	$node->safe_psql('postgres', 'CREATE DATABASE app');
+	return $node if $opt{no_setup};
+	$node->safe_psql('app', q{
+		CREATE EXTENSION cobalt;
+		SELECT cobalt_set_client('ci_live_test', 'cs_live_test');
+		SELECT cobalt_add_account('clinic-a', 'at_live_a');
+	});
+	return $node;
+}
+
+sub sql_quote
+{
+	my ($s) = @_;
+	$s =~ s/'/''/g;
+	return "'$s'";
+}
+
+# Submit a job; payload is a Perl hash (encoded to JSON) or JSON text.
+sub submit
+{
+	my ($node, $operation, $payload, $account) = @_;
+	my $text = ref $payload ? $json->encode($payload) : $payload;
+	my $sql = "SELECT cobalt_submit(" . sql_quote($operation) . ", "
+	  . sql_quote($text) . "::jsonb"
+	  . (defined $account ? ", account => " . sql_quote($account) : "") . ")";
+	return $node->safe_psql('app', $sql);
+}
+
+# Wait (bounded) until $code returns true; returns whether it did.
+sub wait_until
+{
+	my ($code, $timeout) = @_;
+	my $deadline = time() + ($timeout // 30);
+	while (time() < $deadline)
+	{
+		return 1 if $code->();
+		usleep(50_000);
+	}
+	return 0;
+}
+
+# Wait until job $id is in $state (or one of an arrayref of states).
+sub wait_for_state
+{
+	my ($node, $id, $states, $timeout) = @_;
+	$states = [$states] unless ref $states;
+	my %want = map { $_ => 1 } @$states;
+	my $state;
+	wait_until(
+		sub {
+			$state = $node->safe_psql('app', "SELECT state FROM cobalt.jobs WHERE id = $id");
+			return $want{$state};
+		},
+		$timeout);
+	return $state;
+}
+
+# A job's row as a hash.
+sub job_row
+{
+	my ($node, $id) = @_;
+	my $row = $node->safe_psql('app',
+		"SELECT row_to_json(j) FROM cobalt.jobs j WHERE id = $id");
+	return $row eq '' ? undef : $json->decode($row);
+}
+
+1;
