@@ -26,6 +26,189 @@
 #define SERIALIZE_FLAGS (JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE)
 
 /*
+ * Validate a strict UTF-8 sequence at p (at most "left" bytes): no overlong
+ * forms, no surrogates, nothing above U+10FFFF.  Returns its length, or 0.
+ */
+static size_t
+utf8_sequence_length(const unsigned char *p, size_t left)
+{
+	unsigned int c = p[0];
+	size_t		n;
+	unsigned int cp;
+
+	if (c < 0x80)
+		return 1;
+	if (c >= 0xC2 && c <= 0xDF)
+		n = 2, cp = c & 0x1F;
+	else if (c >= 0xE0 && c <= 0xEF)
+		n = 3, cp = c & 0x0F;
+	else if (c >= 0xF0 && c <= 0xF4)
+		n = 4, cp = c & 0x07;
+	else
+		return 0;
+	if (left < n)
+		return 0;
+	for (size_t i = 1; i < n; i++)
+	{
+		if ((p[i] & 0xC0) != 0x80)
+			return 0;
+		cp = (cp << 6) | (p[i] & 0x3F);
+	}
+	if ((n == 3 && cp < 0x800) || (n == 4 && cp < 0x10000) ||
+		cp > 0x10FFFF || (cp >= 0xD800 && cp <= 0xDFFF))
+		return 0;
+	return n;
+}
+
+static int
+hex_value(const unsigned char *p)
+{
+	int			v = 0;
+
+	for (int i = 0; i < 4; i++)
+	{
+		int			c = p[i];
+
+		v <<= 4;
+		if (c >= '0' && c <= '9')
+			v |= c - '0';
+		else if (c >= 'a' && c <= 'f')
+			v |= c - 'a' + 10;
+		else if (c >= 'A' && c <= 'F')
+			v |= c - 'A' + 10;
+		else
+			return -1;
+	}
+	return v;
+}
+
+/*
+ * A number token at p, per RFC 8259, whose integer form (if it has no
+ * fraction or exponent) fits in 64 bits (json-c saturates larger ones).
+ * Returns its length, or 0.
+ */
+static size_t
+number_length(const unsigned char *p, size_t left)
+{
+	size_t		i = 0;
+	size_t		digits;
+	bool		integer = true;
+
+	if (i < left && p[i] == '-')
+		i++;
+	if (i < left && p[i] == '0')
+		i++;
+	else if (i < left && p[i] >= '1' && p[i] <= '9')
+		while (i < left && p[i] >= '0' && p[i] <= '9')
+			i++;
+	else
+		return 0;
+	digits = i - (p[0] == '-');
+	if (i < left && p[i] == '.')
+	{
+		integer = false;
+		if (++i >= left || p[i] < '0' || p[i] > '9')
+			return 0;
+		while (i < left && p[i] >= '0' && p[i] <= '9')
+			i++;
+	}
+	if (i < left && (p[i] == 'e' || p[i] == 'E'))
+	{
+		integer = false;
+		if (++i < left && (p[i] == '+' || p[i] == '-'))
+			i++;
+		if (i >= left || p[i] < '0' || p[i] > '9')
+			return 0;
+		while (i < left && p[i] >= '0' && p[i] <= '9')
+			i++;
+	}
+	if (integer && digits > 18)
+		return 0;
+	return i;
+}
+
+/*
+ * Check what json-c's strict mode lets through but PostgreSQL's jsonb (and
+ * our promise of exact values) does not: invalid or non-shortest UTF-8,
+ * \u0000 and unpaired surrogate escapes, NaN / Infinity / "1." and
+ * integers beyond 64 bits.  Structure is left to the tokener.
+ */
+static bool
+text_is_safe(const unsigned char *p, size_t len)
+{
+	size_t		i = 0;
+
+	while (i < len)
+	{
+		unsigned char c = p[i];
+
+		if (c == '"')
+		{
+			for (i++;; )
+			{
+				size_t		n;
+
+				if (i >= len)
+					return false;
+				c = p[i];
+				if (c == '"')
+				{
+					i++;
+					break;
+				}
+				if (c == '\\')
+				{
+					int			v;
+
+					if (i + 1 >= len)
+						return false;
+					if (p[i + 1] != 'u')
+					{
+						i += 2;
+						continue;
+					}
+					if (i + 6 > len || (v = hex_value(p + i + 2)) < 0 || v == 0 ||
+						(v >= 0xDC00 && v <= 0xDFFF))
+						return false;
+					if (v >= 0xD800 && v <= 0xDBFF)
+					{
+						int			low;
+
+						if (i + 12 > len || p[i + 6] != '\\' || p[i + 7] != 'u' ||
+							(low = hex_value(p + i + 8)) < 0xDC00 || low > 0xDFFF)
+							return false;
+						i += 6;
+					}
+					i += 6;
+					continue;
+				}
+				if ((n = utf8_sequence_length(p + i, len - i)) == 0)
+					return false;
+				i += n;
+			}
+		}
+		else if (c == '-' || (c >= '0' && c <= '9'))
+		{
+			size_t		n = number_length(p + i, len - i);
+
+			if (n == 0)
+				return false;
+			i += n;
+		}
+		else if (c == 'N' || c == 'I' || c == 'n' || c == 'i')
+		{
+			/* only "null" may start with a letter other than t/f */
+			if (len - i < 4 || memcmp(p + i, "null", 4) != 0)
+				return false;
+			i += 4;
+		}
+		else
+			i++;
+	}
+	return true;
+}
+
+/*
  * Parse a whole body into one JSON value; NULL when it is not exactly one
  * valid, strict, UTF-8 JSON value.  The caller releases it with
  * json_object_put().
@@ -40,7 +223,8 @@ parse_body(const char *body, size_t len)
 	if (body == NULL || len == 0 || len > COBALT_MAX_RESPONSE_SIZE ||
 		len > (size_t) INT32_MAX)
 		return NULL;
-	if (memchr(body, '\0', len) != NULL)
+	if (memchr(body, '\0', len) != NULL ||
+		!text_is_safe((const unsigned char *) body, len))
 		return NULL;
 
 	tok = json_tokener_new_ex(COBALT_JSON_MAX_DEPTH);
@@ -74,17 +258,15 @@ parse_body(const char *body, size_t len)
 }
 
 /*
- * Serialise a value for storage as jsonb; NULL when it cannot be stored
- * (json-c writes an embedded NUL as \u0000, which jsonb refuses).
+ * Serialise a value for storage as jsonb.  text_is_safe() has already
+ * refused everything jsonb would (NUL escapes, bad numbers, bad UTF-8).
  */
 static char *
 serialize_for_jsonb(struct json_object *obj)
 {
 	const char *text = json_object_to_json_string_ext(obj, SERIALIZE_FLAGS);
 
-	if (text == NULL || strstr(text, "\\u0000") != NULL)
-		return NULL;
-	return strdup(text);
+	return text ? strdup(text) : NULL;
 }
 
 /* A string value as a C string; NULL when it holds a NUL character. */
@@ -241,7 +423,11 @@ failure_text(struct json_object *data)
 				continue;
 			json_object_object_get_ex(reason, "code", &code);
 			json_object_object_get_ex(reason, "description", &desc);
-			c = code ? dup_string_value(code) : NULL;
+			if (code && json_object_is_type(code, json_type_int))
+				c = strdup(json_object_get_string(code));
+			else
+				c = (code && json_object_is_type(code, json_type_string)) ?
+					dup_string_value(code) : NULL;
 			d = (desc && json_object_is_type(desc, json_type_string)) ?
 				dup_string_value(desc) : NULL;
 			if (c && c[0] && d && d[0])

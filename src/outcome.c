@@ -272,7 +272,7 @@ parse_http_date(const char *s)
 				ss;
 	struct tm	tm;
 
-	if (sscanf(s, "%3s %d %3s %d %d:%d:%d %3s", wday, &day, mon, &year,
+	if (sscanf(s, "%3[A-Za-z], %d %3s %d %d:%d:%d %3s", wday, &day, mon, &year,
 			   &hh, &mm, &ss, zone) != 8 || strcmp(zone, "GMT") != 0)
 		return -1;
 	memset(&tm, 0, sizeof(tm));
