@@ -39,19 +39,22 @@ PG_FUNCTION_INFO_V1(cobalt_credentials_changed);
 
 /* A required text argument as a C string; ERROR when NULL or empty. */
 static char *
-required_text_arg(FunctionCallInfo fcinfo, int argno, const char *name)
+required_text_arg(FunctionCallInfo fcinfo, int argno, const char *name,
+				  const char *hint)
 {
 	char	   *s;
 
 	if (PG_ARGISNULL(argno))
 		ereport(ERROR,
 				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
-				 errmsg("cobalt %s must not be null", name)));
+				 errmsg("cobalt %s must not be null", name),
+				 errhint("%s", hint)));
 	s = text_to_cstring(PG_GETARG_TEXT_PP(argno));
 	if (s[0] == '\0')
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-				 errmsg("cobalt %s must not be empty", name)));
+				 errmsg("cobalt %s must not be empty", name),
+				 errhint("%s", hint)));
 	return s;
 }
 
@@ -64,13 +67,15 @@ job_id_arg(FunctionCallInfo fcinfo)
 	if (PG_ARGISNULL(0))
 		ereport(ERROR,
 				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
-				 errmsg("cobalt job id must not be null")));
+				 errmsg("cobalt job id must not be null"),
+				 errhint("Pass the id cobalt_submit returned.")));
 	id = PG_GETARG_INT64(0);
 	if (id <= 0)
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 				 errmsg("cobalt job id must be positive"),
-				 errdetail("Job ids are the positive numbers cobalt_submit returns.")));
+				 errdetail("Job ids are the positive numbers cobalt_submit returns."),
+				 errhint("Pass the id cobalt_submit returned.")));
 	return id;
 }
 
@@ -82,7 +87,8 @@ job_id_arg(FunctionCallInfo fcinfo)
 Datum
 cobalt_submit(PG_FUNCTION_ARGS)
 {
-	char	   *operation = required_text_arg(fcinfo, 0, "operation");
+	char	   *operation = required_text_arg(fcinfo, 0, "operation",
+												  "Name one of the operations in cobalt.operations, such as 'appointment.create'.");
 	char	   *account = NULL;
 	Jsonb	   *payload;
 	CobaltSubmitContext ctx;
@@ -95,7 +101,8 @@ cobalt_submit(PG_FUNCTION_ARGS)
 				 errhint("Pass the operation's fields as a JSON object, for example '{\"mrn\": \"1234\"}'.")));
 	payload = PG_GETARG_JSONB_P(1);
 	if (!PG_ARGISNULL(2))
-		account = required_text_arg(fcinfo, 2, "account");
+		account = required_text_arg(fcinfo, 2, "account",
+									"Name an account added with cobalt_add_account, or leave it out when only one exists.");
 
 	cobalt_store_submit_context(operation, account, &ctx);
 
@@ -196,8 +203,7 @@ cobalt_wait(PG_FUNCTION_ARGS)
 	timeout_us = timeout->time +
 		(int64) timeout->day * USECS_PER_DAY +
 		(int64) timeout->month * DAYS_PER_MONTH * USECS_PER_DAY;
-	if (timeout_us < 0 || timeout->month < 0 || timeout->day < 0 || timeout->time < 0 ||
-		timeout_us > (int64) 7 * USECS_PER_DAY)
+	if (timeout_us < 0 || timeout_us > (int64) 7 * USECS_PER_DAY)
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 				 errmsg("cobalt_wait timeout must be between 0 and 7 days"),

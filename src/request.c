@@ -33,8 +33,6 @@
 #include "cobalt.h"
 #include "cobalt_pure.h"
 
-#define MAX_PLACEHOLDERS 8
-
 /* A problem with a payload: what went wrong, and what to do about it. */
 typedef struct PayloadProblem
 {
@@ -43,23 +41,46 @@ typedef struct PayloadProblem
 	char	   *hint;
 } PayloadProblem;
 
-/* The placeholder names of a path template, in order. */
-static int
-path_placeholders(const char *path, char **names)
+/* The placeholder names of a path template, in order, as a List of char *. */
+static List *
+path_placeholders(const char *path)
 {
-	int			n = 0;
+	List	   *names = NIL;
 	const char *p = path;
 
-	while ((p = strchr(p, '{')) != NULL && n < MAX_PLACEHOLDERS)
+	while ((p = strchr(p, '{')) != NULL)
 	{
 		const char *end = strchr(p, '}');
 
 		if (end == NULL)
 			break;
-		names[n++] = pnstrdup(p + 1, end - p - 1);
+		names = lappend(names, pnstrdup(p + 1, end - p - 1));
 		p = end + 1;
 	}
-	return n;
+	return names;
+}
+
+/*
+ * Decode base64 text, ignoring the line breaks and spaces that
+ * encode(..., 'base64') and most encoders insert.  Returns the decoded
+ * length, or -1 when the text is not valid (or decodes to nothing).
+ */
+static int
+decode_base64(const char *text, int len, char **out)
+{
+	char	   *compact = palloc(len + 1);
+	int			n = 0;
+	int			maxlen;
+	int			decoded;
+
+	for (int i = 0; i < len; i++)
+		if (text[i] != '\n' && text[i] != '\r' && text[i] != ' ' && text[i] != '\t')
+			compact[n++] = text[i];
+	maxlen = pg_b64_dec_len(n);
+	*out = palloc(maxlen + 1);
+	decoded = (n > 0) ? pg_b64_decode(compact, n, *out, maxlen) : -1;
+	pfree(compact);
+	return decoded > 0 ? decoded : -1;
 }
 
 /* A top-level field of the payload, or NULL. */
@@ -108,8 +129,7 @@ value_text(JsonbValue *v, size_t *len)
 static bool
 check_payload(const CobaltOperation *op, Jsonb *payload, PayloadProblem *problem)
 {
-	char	   *names[MAX_PLACEHOLDERS];
-	int			n;
+	ListCell   *lc;
 
 	memset(problem, 0, sizeof(*problem));
 	if (!JB_ROOT_IS_OBJECT(payload) || JB_ROOT_IS_SCALAR(payload))
@@ -119,19 +139,19 @@ check_payload(const CobaltOperation *op, Jsonb *payload, PayloadProblem *problem
 		return false;
 	}
 
-	n = path_placeholders(op->path, names);
-	for (int i = 0; i < n; i++)
+	foreach(lc, path_placeholders(op->path))
 	{
-		JsonbValue *v = payload_field(payload, names[i]);
+		char	   *name = lfirst(lc);
+		JsonbValue *v = payload_field(payload, name);
 
 		if (v == NULL || (v->type != jbvString && v->type != jbvNumeric) ||
 			(v->type == jbvString && v->val.string.len == 0))
 		{
 			problem->message = psprintf("cobalt payload for operation \"%s\" needs field \"%s\"",
-										op->operation, names[i]);
+										op->operation, name);
 			problem->detail = psprintf("The operation's path \"%s\" takes that field's value, which must be a non-empty string or a number.",
 									   op->path);
-			problem->hint = psprintf("Add \"%s\" to the payload.", names[i]);
+			problem->hint = psprintf("Add \"%s\" to the payload.", name);
 			return false;
 		}
 	}
@@ -141,6 +161,7 @@ check_payload(const CobaltOperation *op, Jsonb *payload, PayloadProblem *problem
 		JsonbValue *doc = payload_field(payload, op->file_field);
 		JsonbValue *filename = payload_field(payload, "filename");
 		JsonbValue *ctype = payload_field(payload, "content_type");
+		char	   *bytes;
 
 		if (doc == NULL || doc->type != jbvString || doc->val.string.len == 0)
 		{
@@ -150,14 +171,11 @@ check_payload(const CobaltOperation *op, Jsonb *payload, PayloadProblem *problem
 									 op->file_field);
 			return false;
 		}
-		if (pg_b64_dec_len(doc->val.string.len) <= 0 ||
-			pg_b64_decode(doc->val.string.val, doc->val.string.len,
-						  palloc(pg_b64_dec_len(doc->val.string.len)),
-						  pg_b64_dec_len(doc->val.string.len)) <= 0)
+		if (decode_base64(doc->val.string.val, doc->val.string.len, &bytes) < 0)
 		{
 			problem->message = psprintf("cobalt payload field \"%s\" is not valid base64",
 										op->file_field);
-			problem->detail = pstrdup("The file must be standard base64 (A-Z, a-z, 0-9, +, /, with = padding) and not empty.");
+			problem->detail = pstrdup("The file must be standard base64 (A-Z, a-z, 0-9, +, /, with = padding; line breaks are ignored) and not empty.");
 			problem->hint = psprintf("Encode the file with encode(bytes, 'base64') and pass it as \"%s\".",
 									 op->file_field);
 			return false;
@@ -231,17 +249,19 @@ fill_path(const char *path, Jsonb *payload)
 }
 
 static bool
-is_placeholder(char **names, int n, const char *key)
+is_placeholder(List *names, const char *key)
 {
-	for (int i = 0; i < n; i++)
-		if (strcmp(names[i], key) == 0)
+	ListCell   *lc;
+
+	foreach(lc, names)
+		if (strcmp(lfirst(lc), key) == 0)
 			return true;
 	return false;
 }
 
 /* The multipart form fields of a payload. */
 static void
-build_form(const CobaltOperation *op, Jsonb *payload, char **names, int n,
+build_form(const CobaltOperation *op, Jsonb *payload, List *names,
 		   CobaltRequestSpec *spec)
 {
 	JsonbIterator *it = JsonbIteratorInit(&payload->root);
@@ -261,7 +281,7 @@ build_form(const CobaltOperation *op, Jsonb *payload, char **names, int n,
 			key = pnstrdup(v.val.string.val, v.val.string.len);
 			continue;
 		}
-		if (tok != WJB_VALUE || key == NULL || is_placeholder(names, n, key) ||
+		if (tok != WJB_VALUE || key == NULL || is_placeholder(names, key) ||
 			strcmp(key, "filename") == 0 || strcmp(key, "content_type") == 0)
 			continue;
 		if (spec->nform == cap)
@@ -274,13 +294,10 @@ build_form(const CobaltOperation *op, Jsonb *payload, char **names, int n,
 		f->name = key;
 		if (strcmp(key, op->file_field) == 0)
 		{
-			int			maxlen = pg_b64_dec_len(v.val.string.len);
 			JsonbValue *fn = payload_field(payload, "filename");
 			JsonbValue *ct = payload_field(payload, "content_type");
 
-			f->value = palloc(maxlen);
-			f->value_len = pg_b64_decode(v.val.string.val, v.val.string.len,
-										 f->value, maxlen);
+			f->value_len = decode_base64(v.val.string.val, v.val.string.len, &f->value);
 			f->filename = pnstrdup(fn->val.string.val, fn->val.string.len);
 			f->content_type = ct ? pnstrdup(ct->val.string.val, ct->val.string.len) :
 				pstrdup("application/octet-stream");
@@ -300,26 +317,26 @@ cobalt_build_request(const CobaltOperation *op, Jsonb *payload,
 					 CobaltRequestSpec *spec)
 {
 	PayloadProblem problem;
-	char	   *names[MAX_PLACEHOLDERS];
-	int			n;
+	List	   *names;
+	ListCell   *lc;
 
 	memset(spec, 0, sizeof(*spec));
 	if (!check_payload(op, payload, &problem))
 		return problem.detail ? psprintf("%s: %s", problem.message, problem.detail) :
 			problem.message;
 
-	n = path_placeholders(op->path, names);
+	names = path_placeholders(op->path);
 	spec->path = fill_path(op->path, payload);
 	if (op->file_field != NULL)
 	{
-		build_form(op, payload, names, n, spec);
+		build_form(op, payload, names, spec);
 		return NULL;
 	}
 
-	for (int i = 0; i < n; i++)
+	foreach(lc, names)
 		payload = DatumGetJsonbP(DirectFunctionCall2(jsonb_delete,
 													 JsonbPGetDatum(payload),
-													 CStringGetTextDatum(names[i])));
+													 CStringGetTextDatum(lfirst(lc))));
 	spec->body = JsonbToCString(NULL, &payload->root, VARSIZE(payload));
 	spec->body_len = strlen(spec->body);
 	return NULL;
