@@ -1,0 +1,686 @@
+#!/usr/bin/env bash
+# Self-test for test/mock_cobalt.py, the mock of the Cobalt EHR API.
+#
+# Starts the mock on a free port, exercises every documented behaviour with
+# curl, checks the answers (grep, and /usr/bin/python3 for JSON), stops the
+# mock and prints "N passed, N failed" as its last line.  Exits 1 if any
+# check failed.
+#
+# Usage: test/mock_cobalt_selftest.sh [-v]    (-v: show passing checks too)
+
+set -u
+
+HERE=$(cd "$(dirname "$0")" && pwd)
+MOCK="$HERE/mock_cobalt.py"
+PY=/usr/bin/python3
+VERBOSE=0
+[ "${1:-}" = "-v" ] && VERBOSE=1
+
+TMP=$(mktemp -d "${TMPDIR:-/tmp}/mock_cobalt_selftest.XXXXXX")
+PASS=0
+FAIL=0
+MISSING_LENGTH=0      # answers seen without a Content-Length header
+PIDS=()               # every process this script started in the background
+STATUS= TIME= CURL_RC=  # set by each request
+
+cleanup() {
+    local pid
+    for pid in "${PIDS[@]}"; do
+        kill "$pid" 2>/dev/null
+    done
+    rm -rf "$TMP"
+}
+trap cleanup EXIT
+
+# ---------------------------------------------------------------------------
+# Helpers
+# ---------------------------------------------------------------------------
+
+pass() {
+    PASS=$((PASS + 1))
+    [ "$VERBOSE" = 1 ] && echo "ok - $1"
+    return 0
+}
+
+fail() {
+    FAIL=$((FAIL + 1))
+    echo "not ok - $1"
+    [ -n "${2:-}" ] && echo "#   $2"
+    return 0
+}
+
+# check NAME COMMAND...: passes if COMMAND succeeds.
+check() {
+    local name=$1
+    shift
+    if "$@"; then pass "$name"; else fail "$name" "status=$STATUS body=$(head -c 300 "$TMP/body" 2>/dev/null)"; fi
+}
+
+# eq NAME ACTUAL EXPECTED
+eq() {
+    if [ "$2" = "$3" ]; then pass "$1"; else fail "$1" "got '$2', expected '$3'"; fi
+}
+
+# jtrue EXPR [FILE]: the Python expression is true, with d = the JSON file.
+jtrue() {
+    "$PY" - "${2:-$TMP/body}" "$1" <<'EOF'
+import json, re, sys
+with open(sys.argv[1], encoding="utf-8") as f:
+    d = json.load(f)
+sys.exit(0 if eval(sys.argv[2]) else 1)
+EOF
+}
+
+# jget EXPR [FILE]: print the value of the expression (strings unquoted).
+jget() {
+    "$PY" - "${2:-$TMP/body}" "$1" <<'EOF'
+import json, sys
+with open(sys.argv[1], encoding="utf-8") as f:
+    d = json.load(f)
+v = eval(sys.argv[2])
+print(v if isinstance(v, str) else json.dumps(v))
+EOF
+}
+
+# start_mock NAME [ARGS...]: start a mock instance, wait for its port file.
+# Sets MOCK_PID and MOCK_PORT.
+start_mock() {
+    local name=$1
+    shift
+    "$PY" "$MOCK" --port 0 --port-file "$TMP/$name.port" "$@" \
+        2>"$TMP/$name.stderr" &
+    MOCK_PID=$!
+    PIDS+=("$MOCK_PID")
+    local i
+    for i in $(seq 100); do
+        [ -s "$TMP/$name.port" ] && break
+        sleep 0.05
+    done
+    MOCK_PORT=$(cat "$TMP/$name.port" 2>/dev/null)
+}
+
+AUTH=(-H "client_id: ci_test_1" -H "client_secret: cs_test_1"
+      -H "access_token: tok_1")
+JSON_CT=(-H "Content-Type: application/json")
+
+# call METHOD PATH [CURL ARGS...]: an authenticated request.  Sets STATUS,
+# TIME and CURL_RC; the body is in $TMP/body and headers in $TMP/headers.
+call() {
+    raw_call "$1" "$2" "${AUTH[@]}" "${@:3}"
+}
+
+# raw_call METHOD PATH [CURL ARGS...]: as call, without credentials.
+raw_call() {
+    local method=$1 path=$2 out
+    shift 2
+    : >"$TMP/body"
+    : >"$TMP/headers"
+    out=$(curl -sS -X "$method" -o "$TMP/body" -D "$TMP/headers" \
+        -w '%{http_code} %{time_total}' "$@" "$BASE$path" 2>"$TMP/curl.err")
+    CURL_RC=$?
+    STATUS=${out%% *}
+    TIME=${out##* }
+    if [ "$CURL_RC" = 0 ] && [ "$STATUS" != 000 ] &&
+        ! grep -qi '^content-length:' "$TMP/headers"; then
+        MISSING_LENGTH=$((MISSING_LENGTH + 1))
+        echo "# no Content-Length: $method $path"
+    fi
+}
+
+# send PATH JSON: a job-creating POST with a JSON body.
+send() {
+    call POST "$1" "${JSON_CT[@]}" --data-binary "$2"
+}
+
+# poll JOB_ID
+poll() {
+    call GET "/v1/webhook-events?job_id=$1"
+}
+
+# events: the number of events in the last poll answer.
+events() {
+    jget 'len(d["webhook_events"])'
+}
+
+# header NAME VALUE: the last answer carried this header value.
+header() {
+    grep -qiE "^$1: $2"$'\r?$' "$TMP/headers"
+}
+
+ctl() {  # ctl METHOD PATH [CURL ARGS...]: a control request.
+    raw_call "$@"
+}
+
+job_count() {
+    ctl GET /_mock/jobs
+    jget 'len(d)'
+}
+
+# ---------------------------------------------------------------------------
+# Start
+# ---------------------------------------------------------------------------
+
+start_mock main --log "$TMP/main.log"
+BASE="http://127.0.0.1:$MOCK_PORT"
+MAIN_PID=$MOCK_PID
+
+check "port file is digits and a newline" "$PY" -c \
+    'import re, sys; sys.exit(not re.fullmatch(r"\d+\n", open(sys.argv[1]).read()))' \
+    "$TMP/main.port"
+check "no temporary port file left" test -z "$(ls "$TMP" | grep 'port\.tmp')"
+
+ctl GET /_mock/health
+eq "health answers 200" "$STATUS" 200
+eq "health says ok" "$(cat "$TMP/body")" ok
+
+# ---------------------------------------------------------------------------
+# Authentication
+# ---------------------------------------------------------------------------
+
+raw_call GET "/v1/webhook-events?job_id=1"
+eq "no credentials: 401" "$STATUS" 401
+check "401 body" jtrue 'd == {"success": False, "message": "Missing or invalid credentials"}'
+
+for missing in client_id client_secret access_token; do
+    args=()
+    for h in client_id client_secret access_token; do
+        [ "$h" = "$missing" ] || args+=(-H "$h: x")
+    done
+    raw_call POST /v1/appointments "${args[@]}" "${JSON_CT[@]}" -d '{}'
+    eq "missing $missing: 401" "$STATUS" 401
+done
+
+raw_call POST /v1/appointments -H "client_id: a" -H "client_secret: b" \
+    -H "access_token;" "${JSON_CT[@]}" -d '{}'
+eq "empty access_token: 401" "$STATUS" 401
+
+ctl POST /_mock/config "${JSON_CT[@]}" \
+    -d '{"expect_client_id": "ci_good", "expect_client_secret": "cs_good"}'
+eq "config accepts expect_client_id" "$STATUS" 200
+call POST /v1/appointments "${JSON_CT[@]}" -d '{}'
+eq "wrong client_id: 401" "$STATUS" 401
+raw_call POST /v1/appointments -H "client_id: ci_good" \
+    -H "client_secret: cs_good" -H "access_token: t" "${JSON_CT[@]}" -d '{}'
+eq "expected client_id and secret: 200" "$STATUS" 200
+ctl POST /_mock/config "${JSON_CT[@]}" \
+    -d '{"expect_client_id": null, "expect_client_secret": null}'
+check "config key reset by null" jtrue 'd["expect_client_id"] is None'
+
+ctl POST /_mock/config "${JSON_CT[@]}" -d '{"sends_fail": "refuse"}'
+eq "unknown config key: 400" "$STATUS" 400
+
+ctl POST /_mock/reset
+eq "reset answers 200" "$STATUS" 200
+eq "reset forgets jobs" "$(job_count)" 0
+
+# ---------------------------------------------------------------------------
+# The default job: accepted, succeeds at the first poll
+# ---------------------------------------------------------------------------
+
+send /v1/appointments '{"mrn": "MRN1", "datetime": "2026-12-01T10:00:00-05:00"}'
+eq "create appointment: 200" "$STATUS" 200
+check "answer shape" jtrue 'd["success"] is True and d["message"].endswith("A webhook event will be sent upon completion.") and isinstance(d["appointment_id"], str) and d["appointment_id"]'
+check "job_id is a string of digits" jtrue 'isinstance(d["job_id"], str) and d["job_id"].isdigit()'
+# 10001 went to the one accepted request of the authentication checks.
+eq "job ids count up from 10001" "$(jget 'd["job_id"]')" 10002
+JOB=$(jget 'd["job_id"]')
+APPT=$(jget 'd["appointment_id"]')
+
+send /v1/appointments '{"mrn": "MRN1"}'
+JOB2=$(jget 'd["job_id"]')
+check "job ids are unique" test "$JOB" != "$JOB2"
+
+poll "$JOB"
+eq "poll: 200" "$STATUS" 200
+check "poll: one event" jtrue 'd["success"] is True and len(d["webhook_events"]) == 1'
+check "event fields" jtrue '(lambda e: e["event_type"] == "appointment.created" and e["delivery_status"] == "success" and e["job_id"] == "'"$JOB"'" and e["data"] == {"appointment_id": "'"$APPT"'", "status": "success"} and re.fullmatch(r"evt_\d+", e["event_id"]) and re.fullmatch(r"ref_\d+", e["access_token_reference_id"]) and re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ", e["created_at"]))(d["webhook_events"][0])'
+check "pagination" jtrue 'd["pagination"] == {"current_page": 1, "total_pages": 1, "total_count": 1, "page_size": 50}'
+EVENT_ID=$(jget 'd["webhook_events"][0]["event_id"]')
+poll "$JOB"
+eq "the event is stable across polls" "$(jget 'd["webhook_events"][0]["event_id"]')" "$EVENT_ID"
+
+poll 99999999
+eq "unknown job: 200" "$STATUS" 200
+check "unknown job: empty list" jtrue 'd["webhook_events"] == [] and d["pagination"]["total_count"] == 0'
+
+call GET "/v1/webhook-events?event_type=appointment.created"
+check "event list without job_id, filtered by type" jtrue 'len(d["webhook_events"]) == 1 and d["webhook_events"][0]["job_id"] == "'"$JOB"'"'
+
+# ---------------------------------------------------------------------------
+# Event types per endpoint, success and failure
+# ---------------------------------------------------------------------------
+
+while read -r method path ok_type fail_type id_field; do
+    for outcome in success failure; do
+        call "$method" "$path" "${JSON_CT[@]}" \
+            -d '{"x": 1, "_mock": {"outcome": "'"$outcome"'"}}'
+        if [ "$STATUS" != 200 ]; then
+            fail "$method $path ($outcome): 200" "got $STATUS"
+            continue
+        fi
+        job=$(jget 'd["job_id"]')
+        rid=$(jget "d['$id_field']")
+        poll "$job"
+        if [ "$outcome" = success ]; then
+            check "$method $path: $ok_type" jtrue \
+                '(lambda e: e["event_type"] == "'"$ok_type"'" and e["data"] == {"'"$id_field"'": "'"$rid"'", "status": "success"})(d["webhook_events"][0])'
+        else
+            check "$method $path: $fail_type" jtrue \
+                '(lambda e: e["event_type"] == "'"$fail_type"'" and e["data"] == {"failure_reason": "Slot is no longer available", "reasons": [{"code": "E1", "description": "Slot is no longer available"}]})(d["webhook_events"][0])'
+        fi
+    done
+done <<'EOF'
+POST /v1/appointments appointment.created appointment.failed appointment_id
+PATCH /v1/appointments/apt123 appointment.updated appointment.failed appointment_id
+POST /v1/patients patient.created patient.failed patient_id
+POST /v1/notes note.uploaded note.failed note_id
+POST /v1/tasks task.created task.failed task_id
+POST /v1/messages message.created message.failed message_id
+POST /v1/patients/MRN42/insurances patient.insurance.added patient.insurance.failed insurance_id
+POST /v1/referring-providers referring_provider.created referring_provider.failed referring_provider_id
+POST /v1/telephone-encounters telephone_encounter.created telephone_encounter.failed telephone_encounter_id
+POST /v1/widgets/w1/gizmo-boxes gizmo_box.created gizmo_box.failed gizmo_box_id
+PATCH /v1/foo-bars/x1 foo_bar.updated foo_bar.failed foo_bar_id
+POST /v1/categories category.created category.failed category_id
+EOF
+
+call PATCH /v1/appointments/apt123 "${JSON_CT[@]}" -d '{"status": "cancelled"}'
+eq "PATCH appointment answers the path's id" "$(jget 'd["appointment_id"]')" apt123
+
+# ---------------------------------------------------------------------------
+# Outcome scripting
+# ---------------------------------------------------------------------------
+
+send /v1/appointments '{"_mock": {"outcome": "failure", "failure_reason": "Provider unavailable"}}'
+poll "$(jget 'd["job_id"]')"
+check "failure_reason" jtrue 'd["webhook_events"][0]["data"]["failure_reason"] == "Provider unavailable" and d["webhook_events"][0]["data"]["reasons"][0]["description"] == "Provider unavailable"'
+
+send /v1/notes '{"_mock": {"event_type": "note.created"}}'
+poll "$(jget 'd["job_id"]')"
+check "event_type override" jtrue 'd["webhook_events"][0]["event_type"] == "note.created"'
+
+send /v1/appointments '{"_mock": {"outcome": "never"}}'
+job=$(jget 'd["job_id"]')
+poll "$job"; n1=$(events); poll "$job"; n2=$(events); poll "$job"; n3=$(events)
+eq "outcome never: no event after 3 polls" "$n1$n2$n3" 000
+ctl GET /_mock/jobs
+check "outcome never: job not finished, 3 polls" jtrue 'd["'"$job"'"]["finished"] is False and d["'"$job"'"]["polls"] == 3 and d["'"$job"'"]["outcome"] == "never"'
+
+send /v1/appointments '{"_mock": {"after_polls": 3}}'
+job=$(jget 'd["job_id"]')
+poll "$job"; n1=$(events); poll "$job"; n2=$(events); poll "$job"; n3=$(events)
+eq "after_polls 3: event at the third poll" "$n1$n2$n3" 001
+
+send /v1/appointments '{"_mock": {"after_seconds": 1}}'
+job=$(jget 'd["job_id"]')
+poll "$job"; n1=$(events)
+sleep 1.1
+poll "$job"; n2=$(events)
+eq "after_seconds 1: event after a second" "$n1$n2" 01
+
+send /v1/appointments '{"_mock": {"after_polls": 3, "after_seconds": 0.5}}'
+job=$(jget 'd["job_id"]')
+poll "$job"; n1=$(events)
+sleep 0.6
+poll "$job"; n2=$(events); poll "$job"; n3=$(events)
+eq "after_polls and after_seconds must both hold" "$n1$n2$n3" 001
+
+# ---------------------------------------------------------------------------
+# Faults of the job-creating request
+# ---------------------------------------------------------------------------
+
+jobs_before=$(job_count)
+
+send /v1/tasks '{"_mock": {"send": "reject"}}'
+eq "reject: 400" "$STATUS" 400
+check "reject: body" jtrue 'd == {"success": False, "message": "Missing required field: subject"}'
+
+send /v1/tasks '{"_mock": {"send": "reject", "status": 404, "message": "Patient not found"}}'
+eq "reject with status 404" "$STATUS" 404
+check "reject with message" jtrue 'd["message"] == "Patient not found" and d["success"] is False'
+
+send /v1/tasks '{"_mock": {"send": "success_false"}}'
+eq "success_false: 200" "$STATUS" 200
+check "success_false: body" jtrue 'd["success"] is False and d["message"] == "Missing required field: subject"'
+
+send /v1/tasks '{"_mock": {"send": "error"}}'
+eq "error: 500" "$STATUS" 500
+check "error: body" jtrue 'd == {"success": False, "message": "Internal error"}'
+
+send /v1/tasks '{"_mock": {"send": "error", "status": 503}}'
+eq "error with status 503" "$STATUS" 503
+
+send /v1/tasks '{"_mock": {"send": "429"}}'
+eq "429: status" "$STATUS" 429
+check "429: Retry-After 1" header Retry-After 1
+check "429: JSON body" jtrue 'd["success"] is False'
+
+send /v1/tasks '{"_mock": {"send": "429", "retry_after": "7"}}'
+check "429: Retry-After from retry_after" header Retry-After 7
+
+send /v1/tasks '{"_mock": {"send": "malformed"}}'
+eq "malformed: 200" "$STATUS" 200
+eq "malformed: truncated JSON" "$(cat "$TMP/body")" '{"success": true, "job_id": '
+
+send /v1/tasks '{"_mock": {"send": "no_job_id"}}'
+eq "no_job_id: 200" "$STATUS" 200
+check "no_job_id: body" jtrue 'd == {"success": True, "message": "done", "appointment_id": "a1"}'
+
+call POST /v1/tasks "${JSON_CT[@]}" --max-time 1 -d '{"_mock": {"send": "hang"}}'
+eq "hang: no answer within 1 s (curl timeout)" "$CURL_RC" 28
+ctl GET /_mock/health
+eq "server still answers after a hang" "$STATUS" 200
+
+call POST /v1/tasks "${JSON_CT[@]}" --max-time 5 -d '{"_mock": {"send": "reset"}}'
+eq "reset: connection reset by peer" "$CURL_RC" 56
+check "reset: curl says reset" grep -qi "reset" "$TMP/curl.err"
+
+eq "faulted sends create no job" "$(job_count)" "$jobs_before"
+
+send /v1/tasks '{"_mock": {"send": "error", "send_times": 2, "key": "k1"}}'
+s1=$STATUS
+send /v1/tasks '{"other": 2, "_mock": {"send": "error", "send_times": 2, "key": "k1"}}'
+s2=$STATUS
+send /v1/tasks '{"_mock": {"send": "error", "send_times": 2, "key": "k1"}}'
+eq "send_times 2 with key: 500 500 200" "$s1 $s2 $STATUS" "500 500 200"
+check "send_times: then a real job" jtrue 'd["job_id"].isdigit()'
+
+send /v1/tasks '{"_mock": {"send": "429", "send_times": 1, "retry_after": "3"}}'
+s1=$STATUS
+header Retry-After 3 && r1=yes || r1=no
+send /v1/tasks '{"_mock": {"send": "429", "send_times": 1, "retry_after": "3"}}'
+eq "send_times without key: keyed by the _mock text" "$s1 $r1 $STATUS" "429 yes 200"
+
+send /v1/tasks '{"_mock": {"delay": 0.5}}'
+check "delay 0.5: answer takes >= 0.5 s" "$PY" -c "import sys; sys.exit(not $TIME >= 0.5)"
+eq "delay: then 200" "$STATUS" 200
+
+send /v1/appointments '{"_mock": {"job_id_as": "number"}}'
+check "job_id_as number" jtrue 'type(d["job_id"]) is int and d["success"] is True'
+poll "$(jget 'd["job_id"]')"
+check "numeric job id polls as a string" jtrue 'd["webhook_events"][0]["job_id"] == str(d["webhook_events"][0]["job_id"])'
+
+send /v1/appointments '{"_mock": {"job_id_as": "data"}}'
+check "job_id_as data" jtrue 'd["success"] is True and "job_id" not in d and isinstance(d["data"]["job_id"], str) and d["data"]["appointment_id"]'
+poll "$(jget 'd["data"]["job_id"]')"
+eq "job_id_as data: job polls" "$(events)" 1
+
+call POST /v1/appointments "${JSON_CT[@]}" -d '{"mrn": '
+eq "invalid JSON body: 400" "$STATUS" 400
+send /v1/appointments '{"_mock": {"outcom": "failure"}}'
+eq "unknown _mock key: 400" "$STATUS" 400
+check "unknown _mock key: message" jtrue 'd["message"].startswith("mock:")'
+send /v1/appointments '{"_mock": {"send": "explode"}}'
+eq "bad send value: 400" "$STATUS" 400
+
+# ---------------------------------------------------------------------------
+# Faults of polls
+# ---------------------------------------------------------------------------
+
+send /v1/appointments '{"_mock": {"poll": "500", "poll_times": 2}}'
+job=$(jget 'd["job_id"]')
+poll "$job"; s1=$STATUS; poll "$job"; s2=$STATUS; poll "$job"
+eq "poll 500 twice, then normal" "$s1 $s2 $STATUS $(events)" "500 500 200 1"
+ctl GET /_mock/jobs
+check "faulty polls are not counted as polls" jtrue 'd["'"$job"'"]["polls"] == 1 and d["'"$job"'"]["poll_faults"] == 2'
+
+send /v1/appointments '{"_mock": {"poll": "500", "poll_times": 1, "after_polls": 2}}'
+job=$(jget 'd["job_id"]')
+poll "$job"; s1=$STATUS; poll "$job"; n2=$(events); poll "$job"
+eq "faulty polls don't count towards after_polls" "$s1 $n2 $(events)" "500 0 1"
+
+send /v1/appointments '{"_mock": {"poll": "500"}}'
+job=$(jget 'd["job_id"]')
+poll "$job"; s1=$STATUS; poll "$job"; s2=$STATUS; poll "$job"
+eq "poll fault without poll_times: always" "$s1 $s2 $STATUS" "500 500 500"
+check "poll 500: JSON body" jtrue 'd["success"] is False'
+
+send /v1/appointments '{"_mock": {"poll": "429", "poll_times": 1, "poll_retry_after": "5"}}'
+job=$(jget 'd["job_id"]')
+poll "$job"
+eq "poll 429" "$STATUS" 429
+check "poll 429: Retry-After 5" header Retry-After 5
+poll "$job"
+eq "poll 429 once, then the event" "$STATUS $(events)" "200 1"
+
+send /v1/appointments '{"_mock": {"poll": "429", "poll_times": 1}}'
+poll "$(jget 'd["job_id"]')"
+check "poll 429: default Retry-After 1" header Retry-After 1
+
+send /v1/appointments '{"_mock": {"poll": "malformed", "poll_times": 1}}'
+job=$(jget 'd["job_id"]')
+poll "$job"
+eq "poll malformed: 200" "$STATUS" 200
+check "poll malformed: not JSON" bash -c '! '"$PY"' -c "import json,sys; json.load(open(sys.argv[1]))" "$1" 2>/dev/null' _ "$TMP/body"
+poll "$job"
+eq "poll malformed once, then the event" "$(events)" 1
+
+send /v1/appointments '{"_mock": {"poll": "hang", "poll_times": 1}}'
+job=$(jget 'd["job_id"]')
+call GET "/v1/webhook-events?job_id=$job" --max-time 1
+eq "poll hang: curl timeout" "$CURL_RC" 28
+poll "$job"
+eq "poll hang once, then the event" "$(events)" 1
+
+send /v1/appointments '{"_mock": {"poll": "reset", "poll_times": 1}}'
+job=$(jget 'd["job_id"]')
+poll "$job"
+eq "poll reset: connection reset" "$CURL_RC" 56
+poll "$job"
+eq "poll reset once, then the event" "$(events)" 1
+
+send /v1/appointments '{}'
+job=$(jget 'd["job_id"]')
+ctl POST /_mock/config "${JSON_CT[@]}" -d '{"polls_fail": "500"}'
+poll "$job"
+eq "config polls_fail 500" "$STATUS" 500
+ctl POST /_mock/config "${JSON_CT[@]}" -d '{"polls_fail": "429"}'
+poll "$job"
+eq "config polls_fail 429" "$STATUS" 429
+check "config polls_fail 429: Retry-After" header Retry-After 1
+ctl POST /_mock/config "${JSON_CT[@]}" -d '{"polls_fail": null}'
+poll "$job"
+eq "config polls_fail null: normal again" "$STATUS $(events)" "200 1"
+
+ctl POST /_mock/config "${JSON_CT[@]}" -d '{"send_default": {"send": "reject", "status": 422}}'
+send /v1/appointments '{"mrn": "1"}'
+eq "send_default applies to requests without _mock" "$STATUS" 422
+send /v1/appointments '{"_mock": {}}'
+eq "send_default: an explicit _mock wins" "$STATUS" 200
+ctl POST /_mock/config "${JSON_CT[@]}" -d '{"send_default": {"bogus": 1}}'
+eq "config: invalid send_default rejected" "$STATUS" 400
+
+# ---------------------------------------------------------------------------
+# Documents (multipart/form-data), chunked bodies, large bodies
+# ---------------------------------------------------------------------------
+
+ctl POST /_mock/config "${JSON_CT[@]}" -d '{"send_default": null}'
+printf '%%PDF-1.4 small test file\n' >"$TMP/small.pdf"
+ctl GET /_mock/requests
+last_seq=$(jget 'd[-1]["seq"]')
+call POST /v1/documents -F "document=@$TMP/small.pdf;type=application/pdf" \
+    -F folder_name=Labs -F patient_mrn=MRN7 \
+    --form-string '_mock={"after_polls": 2}'
+eq "document upload: 200" "$STATUS" 200
+job=$(jget 'd["job_id"]')
+doc=$(jget 'd["document_id"]')
+poll "$job"; n1=$(events); poll "$job"
+eq "document: _mock from the form field (after_polls 2)" "$n1$(events)" 01
+check "document.uploaded" jtrue 'd["webhook_events"][0]["event_type"] == "document.uploaded" and d["webhook_events"][0]["data"]["document_id"] == "'"$doc"'"'
+ctl GET "/_mock/requests?since=$last_seq"
+sum=$(sha256sum "$TMP/small.pdf" | cut -d' ' -f1)
+check "request log: multipart form fields" jtrue 'd[0]["form"]["folder_name"] == "Labs" and d[0]["form"]["patient_mrn"] == "MRN7" and d[0]["form"]["_mock"] == "{\"after_polls\": 2}" and d[0]["json"] is None and d[0]["content_type"].startswith("multipart/form-data")'
+check "request log: file part" jtrue 'd[0]["form"]["document"] == {"filename": "small.pdf", "content_type": "application/pdf", "size": '"$(stat -c %s "$TMP/small.pdf")"', "sha256": "'"$sum"'"}'
+
+head -c 40000000 /dev/urandom >"$TMP/big.bin"
+sum=$(sha256sum "$TMP/big.bin" | cut -d' ' -f1)
+ctl GET /_mock/requests
+last_seq=$(jget 'd[-1]["seq"]')
+call POST /v1/documents -F "document=@$TMP/big.bin" -F folder_name=Scans \
+    --form-string '_mock={"outcome": "failure"}'
+eq "40 MB document: 200" "$STATUS" 200
+check "40 MB document: under 10 s" "$PY" -c "import sys; sys.exit(not $TIME < 10)"
+poll "$(jget 'd["job_id"]')"
+check "document.upload_failed" jtrue 'd["webhook_events"][0]["event_type"] == "document.upload_failed"'
+ctl GET "/_mock/requests?since=$last_seq"
+check "40 MB document: size and sha256 logged" jtrue 'd[0]["form"]["document"]["size"] == 40000000 and d[0]["form"]["document"]["sha256"] == "'"$sum"'" and d[0]["body_truncated"] is True'
+rm -f "$TMP/big.bin"
+
+printf '{"mrn": "MRN9", "_mock": {"outcome": "failure"}}' >"$TMP/chunked.json"
+call POST /v1/appointments "${JSON_CT[@]}" -H "Transfer-Encoding: chunked" \
+    --data-binary "@$TMP/chunked.json"
+eq "chunked body: 200" "$STATUS" 200
+poll "$(jget 'd["job_id"]')"
+check "chunked body: _mock honoured" jtrue 'd["webhook_events"][0]["event_type"] == "appointment.failed"'
+
+# ---------------------------------------------------------------------------
+# Control endpoints, unknown paths, errors, logging
+# ---------------------------------------------------------------------------
+
+ctl POST /_mock/config "${JSON_CT[@]}" -d '{"expect_access_token": ["tok_1"]}'
+ctl POST /_mock/reset
+ctl GET /_mock/config
+check "reset keeps the config" jtrue 'd["expect_access_token"] == ["tok_1"]'
+ctl POST /_mock/config "${JSON_CT[@]}" -d '{"expect_access_token": null}'
+ctl GET /_mock/requests
+check "reset forgets requests" jtrue 'd == []'
+eq "reset forgets jobs" "$(job_count)" 0
+
+raw_call GET "/v1/webhook-events?job_id=1"
+poll 424242
+send /v1/patients '{"first_name": "Ada", "_mock": {"outcome": "never"}}'
+job=$(jget 'd["job_id"]')
+send /v1/tasks '{"_mock": {"send": "reject"}}'
+ctl GET /_mock/requests
+check "request log: 4 requests in order" jtrue '[e["seq"] for e in d] == sorted(e["seq"] for e in d) and len(d) == 4 and all(isinstance(e["time"], float) for e in d)'
+check "request log: the 401" jtrue 'd[0]["status"] == 401 and d[0]["method"] == "GET" and d[0]["path"] == "/v1/webhook-events?job_id=1"'
+check "request log: polled job id" jtrue 'd[1]["job_id"] == "424242" and d[1]["status"] == 200 and d[1]["body"] == "" and d[1]["json"] is None'
+check "request log: headers lower-cased" jtrue 'd[2]["headers"]["client_id"] == "ci_test_1" and d[2]["headers"]["access_token"] == "tok_1" and all(k == k.lower() for k in d[2]["headers"])'
+check "request log: JSON body and job id" jtrue 'd[2]["json"]["first_name"] == "Ada" and d[2]["job_id"] == "'"$job"'" and d[2]["content_type"] == "application/json" and "Ada" in d[2]["body"] and d[2]["form"] is None'
+check "request log: faulted request" jtrue 'd[3]["status"] == 400 and d[3]["job_id"] is None'
+seq2=$(jget 'd[1]["seq"]')
+ctl GET "/_mock/requests?since=$seq2"
+check "request log: since" jtrue 'len(d) == 2 and d[0]["seq"] == '"$seq2"' + 1'
+
+call POST /v1/tasks "${JSON_CT[@]}" --max-time 1 -d '{"_mock": {"send": "hang"}}'
+ctl GET /_mock/requests
+check "request log: hang has status null" jtrue 'd[-1]["status"] is None and d[-1]["json"]["_mock"]["send"] == "hang"'
+ctl GET /_mock/jobs
+check "jobs: fields" jtrue '(lambda j: j["operation_path"] == "/v1/patients" and j["polls"] == 0 and j["finished"] is False and j["outcome"] == "never" and isinstance(j["accepted_at"], float))(d["'"$job"'"])'
+
+call GET /v1/nothing-here
+eq "unknown API path: 404" "$STATUS" 404
+ctl GET /elsewhere
+eq "path outside /v1: 404" "$STATUS" 404
+ctl GET /_mock/nothing
+eq "unknown control endpoint: 404" "$STATUS" 404
+
+ctl POST /_mock/raise
+eq "handler exception: 500" "$STATUS" 500
+check "handler exception: JSON body" jtrue 'd["success"] is False'
+ctl GET /_mock/health
+eq "server keeps running after an exception" "$STATUS" 200
+check "exception logged to stderr" grep -q "deliberate failure" "$TMP/main.stderr"
+check "no per-request logging on stderr" bash -c \
+    '! grep -q "HTTP/1.1\" [0-9]" "$1"' _ "$TMP/main.stderr"
+check "--log gets per-request lines" grep -q '"GET /_mock/health HTTP/1.1" 200' "$TMP/main.log"
+
+# ---------------------------------------------------------------------------
+# Keep-alive and throughput
+# ---------------------------------------------------------------------------
+
+u="$BASE/v1/webhook-events?job_id=1"
+connects=$(curl -sS "${AUTH[@]}" -o /dev/null -o /dev/null -o /dev/null \
+    -w '%{num_connects}\n' "$u" "$u" "$u" | awk '{s += $1} END {print s}')
+eq "keep-alive: three polls on one connection" "$connects" 1
+connects=$(curl -sS -o /dev/null -o /dev/null -o /dev/null \
+    -w '%{num_connects}\n' "$u" "$u" "$BASE/_mock/health" | awk '{s += $1} END {print s}')
+eq "keep-alive: survives 401 answers" "$connects" 1
+connects=$(curl -sS "${AUTH[@]}" "${JSON_CT[@]}" -d '{"_mock": {"send": "429"}}' \
+    -o /dev/null -o /dev/null -w '%{num_connects}\n' \
+    "$BASE/v1/tasks" "$BASE/v1/tasks" | awk '{s += $1} END {print s}')
+eq "keep-alive: POSTs and 429 answers" "$connects" 1
+
+: >"$TMP/urls.cfg"
+for i in $(seq 1000); do
+    printf 'url = "%s"\noutput = /dev/null\n' "$u" >>"$TMP/urls.cfg"
+done
+t0=$(date +%s.%N)
+codes=$(curl -sS "${AUTH[@]}" -K "$TMP/urls.cfg" -w '%{http_code}\n' |
+    sort | uniq -c | awk '{print $2 "x" $1}')
+t1=$(date +%s.%N)
+eq "1000 polls on one connection: all 200" "$codes" "200x1000"
+check "1000 polls in under 2 s (>= 500 requests/s)" \
+    "$PY" -c "import sys; print('#   %.0f requests/s' % (1000 / ($t1 - $t0))) if $VERBOSE else None; sys.exit(not $t1 - $t0 < 2)"
+
+: >"$TMP/posts.cfg"
+for i in $(seq 200); do
+    printf 'url = "%s/v1/appointments"\noutput = /dev/null\n' "$BASE" >>"$TMP/posts.cfg"
+done
+t0=$(date +%s.%N)
+clients=()
+for p in 1 2 3 4; do
+    curl -sS "${AUTH[@]}" "${JSON_CT[@]}" -d '{"mrn": "1"}' -K "$TMP/posts.cfg" \
+        -w '%{http_code}\n' >"$TMP/codes.$p" &
+    clients+=($!)
+done
+wait "${clients[@]}"
+t1=$(date +%s.%N)
+eq "4 x 200 concurrent job creations: all 200" \
+    "$(cat "$TMP"/codes.* | sort | uniq -c | awk '{print $2 "x" $1}')" "200x800"
+check "800 concurrent job creations in under 1.6 s" \
+    "$PY" -c "import sys; sys.exit(not $t1 - $t0 < 1.6)"
+ctl GET /_mock/jobs
+check "concurrent job ids are unique" jtrue 'len(d) == len(set(d)) and sum(j["operation_path"] == "/v1/appointments" for j in d.values()) >= 800'
+
+eq "every answer carried Content-Length" "$MISSING_LENGTH" 0
+
+# ---------------------------------------------------------------------------
+# Shutdown
+# ---------------------------------------------------------------------------
+
+# wait_exit PID: wait up to 3 s for the process to exit.  Sets EXIT_SECS
+# (time taken) and EXIT_RC (its exit status).
+wait_exit() {
+    local pid=$1 t0 t1 i
+    t0=$(date +%s.%N)
+    for i in $(seq 300); do
+        kill -0 "$pid" 2>/dev/null || break
+        sleep 0.01
+    done
+    t1=$(date +%s.%N)
+    wait "$pid"
+    EXIT_RC=$?
+    EXIT_SECS=$("$PY" -c "print('%.2f' % ($t1 - $t0))")
+}
+
+kill -TERM "$MAIN_PID"
+wait_exit "$MAIN_PID"
+eq "SIGTERM: exit status 0" "$EXIT_RC" 0
+check "SIGTERM: exits within 1 s ($EXIT_SECS s)" \
+    "$PY" -c "import sys; sys.exit(not $EXIT_SECS < 1)"
+
+for sig in TERM INT; do
+    start_mock "stop$sig"
+    BASE="http://127.0.0.1:$MOCK_PORT"
+    # A request the mock never answers, and an idle keep-alive connection.
+    curl -sS "${AUTH[@]}" "${JSON_CT[@]}" -d '{"_mock": {"send": "hang"}}' \
+        -o /dev/null "$BASE/v1/tasks" 2>/dev/null &
+    PIDS+=($!)
+    "$PY" -c '
+import socket, sys, time
+s = socket.create_connection(("127.0.0.1", int(sys.argv[1])))
+s.sendall(b"GET /_mock/health HTTP/1.1\r\nHost: x\r\n\r\n")
+s.recv(1000)
+time.sleep(30)' "$MOCK_PORT" 2>/dev/null &
+    PIDS+=($!)
+    sleep 0.5
+    kill -"$sig" "$MOCK_PID"
+    wait_exit "$MOCK_PID"
+    eq "SIG$sig with open connections: exit status 0" "$EXIT_RC" 0
+    check "SIG$sig with open connections: exits within 1 s ($EXIT_SECS s)" \
+        "$PY" -c "import sys; sys.exit(not $EXIT_SECS < 1)"
+done
+
+echo "$PASS passed, $FAIL failed"
+[ "$FAIL" = 0 ]
