@@ -8,6 +8,7 @@ OBJS = \
 	src/functions.o \
 	src/request.o \
 	src/store.o \
+	src/launcher.o \
 	src/worker.o \
 	src/http.o \
 	src/cobalt_json.o \
@@ -16,7 +17,7 @@ OBJS = \
 DATA = sql/cobalt--1.0.sql
 PGFILEDESC = "cobalt - Cobalt EHR API client"
 
-REGRESS = setup operations submit status admin
+REGRESS = setup operations submit status admin operator
 REGRESS_OPTS = --dbname=cobalt_regression
 
 TAP_TESTS = 1

@@ -73,6 +73,9 @@ CREATE TABLE cobalt.jobs (
     last_error     text,
     attempt_errors jsonb NOT NULL DEFAULT '[]',
     submitted_by   text NOT NULL DEFAULT current_user,
+    retry_of       bigint,
+    resolved_by    text,
+    resolution_note text,
     created_at     timestamptz NOT NULL DEFAULT now(),
     sent_at        timestamptz,
     accepted_at    timestamptz,
@@ -112,9 +115,44 @@ CREATE TYPE cobalt.job_status AS (
     finished_at   timestamptz
 );
 
-CREATE FUNCTION cobalt._credentials_changed() RETURNS void
+-- Wake the worker when the calling transaction commits (and have it
+-- reload credentials if asked).
+CREATE FUNCTION cobalt._wake_at_commit(credentials_changed boolean DEFAULT false) RETURNS void
     LANGUAGE c VOLATILE PARALLEL UNSAFE
-    AS 'MODULE_PATHNAME', 'cobalt_credentials_changed';
+    AS 'MODULE_PATHNAME', 'cobalt_wake_at_commit';
+
+-- A job's status row (as cobalt_job_status returns it).
+CREATE FUNCTION cobalt._status(job_id bigint) RETURNS cobalt.job_status
+    LANGUAGE sql STABLE PARALLEL SAFE
+    SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT id, operation, account, state, remote_job_id, http_status, event_type, result,
+           error, last_error, attempts, created_at, sent_at, accepted_at, finished_at
+    FROM cobalt.jobs WHERE id = job_id
+$$;
+
+-- A job's row, locked, or an ERROR saying it does not exist.
+CREATE FUNCTION cobalt._lock_job(job_id bigint) RETURNS cobalt.jobs
+    LANGUAGE plpgsql VOLATILE PARALLEL UNSAFE
+    SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    j cobalt.jobs;
+BEGIN
+    IF job_id IS NULL OR job_id <= 0 THEN
+        RAISE EXCEPTION 'cobalt job id must be a positive number'
+            USING ERRCODE = 'invalid_parameter_value',
+                  HINT = 'Pass the id cobalt_submit returned.';
+    END IF;
+    SELECT * INTO j FROM cobalt.jobs WHERE id = job_id FOR UPDATE;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'cobalt job % does not exist', job_id
+            USING ERRCODE = 'undefined_object',
+                  HINT = 'Job ids are returned by cobalt_submit and listed in cobalt.jobs.';
+    END IF;
+    RETURN j;
+END
+$$;
 
 CREATE FUNCTION cobalt_set_client(client_id text, client_secret text) RETURNS void
     LANGUAGE plpgsql VOLATILE PARALLEL UNSAFE
@@ -138,7 +176,7 @@ BEGIN
         ON CONFLICT (singleton) DO UPDATE
         SET client_id = excluded.client_id, client_secret = excluded.client_secret,
             updated_at = now();
-    PERFORM cobalt._credentials_changed();
+    PERFORM cobalt._wake_at_commit(true);
 END
 $$;
 COMMENT ON FUNCTION cobalt_set_client(text, text) IS
@@ -165,7 +203,7 @@ BEGIN
         VALUES (cobalt_add_account.account, cobalt_add_account.access_token)
         ON CONFLICT ON CONSTRAINT accounts_pkey DO UPDATE
         SET access_token = excluded.access_token, updated_at = now();
-    PERFORM cobalt._credentials_changed();
+    PERFORM cobalt._wake_at_commit(true);
 END
 $$;
 COMMENT ON FUNCTION cobalt_add_account(text, text) IS
@@ -193,7 +231,128 @@ CREATE FUNCTION cobalt_wait(job_id bigint, timeout interval DEFAULT '2 min')
 COMMENT ON FUNCTION cobalt_wait(bigint, interval) IS
     'Wait until the job reaches succeeded, failed, timed_out, unknown or cancelled, or until the timeout; return its status.';
 
-REVOKE ALL ON FUNCTION cobalt._credentials_changed() FROM PUBLIC;
+CREATE FUNCTION cobalt_recheck(job_id bigint) RETURNS cobalt.job_status
+    LANGUAGE plpgsql VOLATILE PARALLEL UNSAFE SECURITY DEFINER
+    SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    j cobalt.jobs := cobalt._lock_job(job_id);
+BEGIN
+    IF j.state NOT IN ('timed_out', 'polling') THEN
+        RAISE EXCEPTION 'cobalt job % is %, so there is nothing to check', job_id, j.state
+            USING ERRCODE = 'object_not_in_prerequisite_state',
+                  HINT = CASE j.state
+                      WHEN 'queued' THEN 'It has not been sent yet; the worker sends it when it is due.'
+                      WHEN 'sending' THEN 'It is being sent; its answer is recorded in a moment.'
+                      WHEN 'unknown' THEN 'Cobalt never confirmed it; check the EHR, then record the outcome with cobalt_resolve.'
+                      ELSE 'Its outcome is already recorded.' END;
+    END IF;
+    -- The worker polls jobs whose next_due_at has passed: at once, here.
+    UPDATE cobalt.jobs SET next_due_at = now() WHERE id = job_id;
+    PERFORM cobalt._wake_at_commit();
+    RETURN cobalt._status(job_id);
+END
+$$;
+COMMENT ON FUNCTION cobalt_recheck(bigint) IS
+    'Poll a timed_out (or polling) job at once, also after its late-check window.';
+
+CREATE FUNCTION cobalt_retry(job_id bigint, force boolean DEFAULT false) RETURNS bigint
+    LANGUAGE plpgsql VOLATILE PARALLEL UNSAFE SECURITY DEFINER
+    SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    j cobalt.jobs := cobalt._lock_job(job_id);
+    new_id bigint;
+BEGIN
+    IF force IS NULL THEN
+        RAISE EXCEPTION 'cobalt_retry force must not be null'
+            USING ERRCODE = 'null_value_not_allowed', HINT = 'Pass true or false, or leave it out.';
+    END IF;
+    IF j.state = 'unknown' AND NOT force THEN
+        RAISE EXCEPTION 'cobalt job % is unknown: it may have reached Cobalt', job_id
+            USING ERRCODE = 'object_not_in_prerequisite_state',
+                  DETAIL = 'Sending it again could create a duplicate in the EHR.',
+                  HINT = 'Check the EHR first. If the operation is not there, retry with force => true; if it is, record that with cobalt_resolve.';
+    ELSIF j.state NOT IN ('failed', 'unknown') THEN
+        RAISE EXCEPTION 'cobalt job % is %, and only failed jobs are retried', job_id, j.state
+            USING ERRCODE = 'object_not_in_prerequisite_state',
+                  HINT = CASE j.state
+                      WHEN 'timed_out' THEN 'A timeout is not a failure: the job may still finish. Check back instead with cobalt_recheck.'
+                      WHEN 'polling' THEN 'Cobalt accepted it and it may still finish: wait with cobalt_wait.'
+                      WHEN 'succeeded' THEN 'It succeeded; submit a new job if you want another one.'
+                      WHEN 'cancelled' THEN 'It was cancelled before it was sent; submit a new job instead.'
+                      ELSE 'It has not finished yet: wait with cobalt_wait.' END;
+    END IF;
+    INSERT INTO cobalt.jobs (operation, account, payload, submitted_by, retry_of, next_due_at)
+    VALUES (j.operation, j.account, j.payload, session_user, j.id, now())
+    RETURNING id INTO new_id;
+    PERFORM cobalt._wake_at_commit();
+    RETURN new_id;
+END
+$$;
+COMMENT ON FUNCTION cobalt_retry(bigint, boolean) IS
+    'Submit a failed job (or, with force, an unknown one) again as a new job linked by retry_of; returns the new id.';
+
+CREATE FUNCTION cobalt_cancel(job_id bigint) RETURNS cobalt.job_status
+    LANGUAGE plpgsql VOLATILE PARALLEL UNSAFE SECURITY DEFINER
+    SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    j cobalt.jobs := cobalt._lock_job(job_id);
+BEGIN
+    IF j.state <> 'queued' THEN
+        RAISE EXCEPTION 'cobalt job % is %, and only queued jobs can be cancelled', job_id, j.state
+            USING ERRCODE = 'object_not_in_prerequisite_state',
+                  HINT = CASE WHEN j.state IN ('sending', 'polling', 'timed_out', 'unknown')
+                      THEN 'It has already been sent to Cobalt; undo it in the EHR (for an appointment, submit appointment.update with a cancelled status).'
+                      ELSE 'Its outcome is already recorded.' END;
+    END IF;
+    UPDATE cobalt.jobs SET state = 'cancelled', next_due_at = NULL, finished_at = now()
+    WHERE id = job_id;
+    RETURN cobalt._status(job_id);
+END
+$$;
+COMMENT ON FUNCTION cobalt_cancel(bigint) IS 'Cancel a queued job; it is never sent.';
+
+CREATE FUNCTION cobalt_resolve(job_id bigint, state text, note text) RETURNS cobalt.job_status
+    LANGUAGE plpgsql VOLATILE PARALLEL UNSAFE SECURITY DEFINER
+    SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    j cobalt.jobs := cobalt._lock_job(job_id);
+BEGIN
+    IF state IS NULL OR state NOT IN ('succeeded', 'failed') THEN
+        RAISE EXCEPTION 'cobalt_resolve state must be succeeded or failed'
+            USING ERRCODE = 'invalid_parameter_value',
+                  HINT = 'Say what you found in the EHR: ''succeeded'' if the operation is there, ''failed'' if not.';
+    END IF;
+    IF note IS NULL OR btrim(note) = '' THEN
+        RAISE EXCEPTION 'cobalt_resolve needs a note'
+            USING ERRCODE = 'invalid_parameter_value',
+                  HINT = 'Say how the outcome was checked, for example ''appointment found in the EHR by J. Smith''.';
+    END IF;
+    IF j.state <> 'unknown' THEN
+        RAISE EXCEPTION 'cobalt job % is %, and only unknown jobs are resolved by hand', job_id, j.state
+            USING ERRCODE = 'object_not_in_prerequisite_state',
+                  HINT = 'The worker records the outcome of every other job itself.';
+    END IF;
+    UPDATE cobalt.jobs AS u
+       SET state = cobalt_resolve.state, next_due_at = NULL,
+           finished_at = now(), resolved_by = session_user, resolution_note = note
+     WHERE u.id = job_id;
+    RETURN cobalt._status(job_id);
+END
+$$;
+COMMENT ON FUNCTION cobalt_resolve(bigint, text, text) IS
+    'Record the outcome of an unknown job after checking the EHR by hand.';
+
+REVOKE ALL ON FUNCTION cobalt._wake_at_commit(boolean) FROM PUBLIC;
+REVOKE ALL ON FUNCTION cobalt._lock_job(bigint) FROM PUBLIC;
+REVOKE ALL ON FUNCTION cobalt._status(bigint) FROM PUBLIC;
+REVOKE ALL ON FUNCTION cobalt_recheck(bigint) FROM PUBLIC;
+REVOKE ALL ON FUNCTION cobalt_retry(bigint, boolean) FROM PUBLIC;
+REVOKE ALL ON FUNCTION cobalt_cancel(bigint) FROM PUBLIC;
+REVOKE ALL ON FUNCTION cobalt_resolve(bigint, text, text) FROM PUBLIC;
 REVOKE ALL ON FUNCTION cobalt_set_client(text, text) FROM PUBLIC;
 REVOKE ALL ON FUNCTION cobalt_add_account(text, text) FROM PUBLIC;
 REVOKE ALL ON FUNCTION cobalt_submit(text, jsonb, text) FROM PUBLIC;

@@ -150,5 +150,5 @@ _PG_init(void)
 	prev_shmem_startup_hook = shmem_startup_hook;
 	shmem_startup_hook = cobalt_shmem_startup;
 
-	cobalt_register_worker();
+	cobalt_register_launcher();
 }

@@ -139,6 +139,7 @@ typedef struct CobaltPolledJob
 	char	   *account;
 	char	   *remote_job_id;
 	TimestampTz timeout_at;
+	char	   *state;			/* late checks: 'timed_out' or 'polling' */
 } CobaltPolledJob;
 
 /*
@@ -191,10 +192,16 @@ extern const char *cobalt_credentials_token(CobaltCredentials *creds,
 											const char *account);
 
 /* ----------
+ * launcher.c: starts the worker when its database exists
+ * ----------
+ */
+extern PGDLLEXPORT void cobalt_launcher_main(Datum main_arg);
+extern void cobalt_register_launcher(void);
+
+/* ----------
  * worker.c: the background worker
  * ----------
  */
 extern PGDLLEXPORT void cobalt_worker_main(Datum main_arg);
-extern void cobalt_register_worker(void);
 
 #endif							/* COBALT_H */

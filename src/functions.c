@@ -35,7 +35,7 @@
 PG_FUNCTION_INFO_V1(cobalt_submit);
 PG_FUNCTION_INFO_V1(cobalt_job_status);
 PG_FUNCTION_INFO_V1(cobalt_wait);
-PG_FUNCTION_INFO_V1(cobalt_credentials_changed);
+PG_FUNCTION_INFO_V1(cobalt_wake_at_commit);
 
 /* A required text argument as a C string; ERROR when NULL or empty. */
 static char *
@@ -255,12 +255,13 @@ cobalt_wait(PG_FUNCTION_ARGS)
 }
 
 /*
- * cobalt._credentials_changed(): have the worker reload client credentials
- * and tokens when the calling transaction commits.
+ * cobalt._wake_at_commit(credentials_changed boolean): wake the worker when
+ * the calling transaction commits, and have it reload client credentials
+ * and tokens if they changed.
  */
 Datum
-cobalt_credentials_changed(PG_FUNCTION_ARGS)
+cobalt_wake_at_commit(PG_FUNCTION_ARGS)
 {
-	cobalt_wake_worker_at_commit(true);
+	cobalt_wake_worker_at_commit(!PG_ARGISNULL(0) && PG_GETARG_BOOL(0));
 	PG_RETURN_VOID();
 }

@@ -382,10 +382,12 @@ cobalt_store_claim_queued(int limit)
 }
 
 /*
- * Claim up to "limit" 'timed_out' jobs due for a late check, and move their
- * next check "interval_ms" ahead (or stop checking once "window_ms" after
- * their timeout has passed).  Returns CobaltPolledJob in the current memory
- * context.
+ * Claim up to "limit" jobs due for a single poll outside the in-memory
+ * schedule: 'timed_out' jobs due for a late check, whose next check moves
+ * "interval_ms" ahead (or stops once "window_ms" after their timeout has
+ * passed), and 'polling' jobs an operator asked to recheck (next_due_at
+ * moved before their timeout_at; it is put back).  Returns CobaltPolledJob
+ * in the current memory context.
  */
 List *
 cobalt_store_claim_late_checks(int limit, int64 interval_ms, int64 window_ms)
@@ -400,17 +402,20 @@ cobalt_store_claim_late_checks(int limit, int64 interval_ms, int64 window_ms)
 				 "WITH due AS ("
 				 "  SELECT id FROM cobalt.jobs "
 				 "   WHERE next_due_at OPERATOR(pg_catalog.<=) pg_catalog.now() "
-				 "     AND state OPERATOR(pg_catalog.=) 'timed_out' "
+				 "     AND (state OPERATOR(pg_catalog.=) 'timed_out' "
+				 "          OR (state OPERATOR(pg_catalog.=) 'polling' "
+				 "              AND next_due_at OPERATOR(pg_catalog.<) timeout_at)) "
 				 "   ORDER BY next_due_at LIMIT $1 "
 				 "   FOR UPDATE SKIP LOCKED) "
 				 "UPDATE cobalt.jobs j SET next_due_at = CASE "
+				 "    WHEN j.state OPERATOR(pg_catalog.=) 'polling' THEN j.timeout_at "
 				 "    WHEN (pg_catalog.now() OPERATOR(pg_catalog.+) pg_catalog.make_interval(secs => $2 OPERATOR(pg_catalog./) 1000.0)) "
 				 "         OPERATOR(pg_catalog.<) "
 				 "         (j.timeout_at OPERATOR(pg_catalog.+) pg_catalog.make_interval(secs => $3 OPERATOR(pg_catalog./) 1000.0)) "
 				 "    THEN pg_catalog.now() OPERATOR(pg_catalog.+) pg_catalog.make_interval(secs => $2 OPERATOR(pg_catalog./) 1000.0) "
 				 "    ELSE NULL END "
 				 "  FROM due WHERE j.id OPERATOR(pg_catalog.=) due.id "
-				 "RETURNING j.id, j.account, j.remote_job_id, j.timeout_at",
+				 "RETURNING j.id, j.account, j.remote_job_id, j.timeout_at, j.state",
 				 3, types);
 	values[0] = Int32GetDatum(limit);
 	values[1] = Int64GetDatum(interval_ms);
@@ -420,8 +425,10 @@ cobalt_store_claim_late_checks(int limit, int64 interval_ms, int64 window_ms)
 	for (uint64 i = 0; i < SPI_processed; i++)
 	{
 		MemoryContext old = MemoryContextSwitchTo(target);
+		CobaltPolledJob *job = read_polled_job(SPI_tuptable->vals[i], SPI_tuptable->tupdesc);
 
-		jobs = lappend(jobs, read_polled_job(SPI_tuptable->vals[i], SPI_tuptable->tupdesc));
+		job->state = text_column(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 5);
+		jobs = lappend(jobs, job);
 		MemoryContextSwitchTo(old);
 	}
 	return jobs;

@@ -34,6 +34,8 @@
 #include <math.h>
 
 #include "access/xact.h"
+#include "catalog/pg_database.h"
+#include "commands/dbcommands.h"
 #include "commands/extension.h"
 #include "executor/spi.h"
 #include "lib/pairingheap.h"
@@ -44,6 +46,7 @@
 #include "postmaster/interrupt.h"
 #include "storage/ipc.h"
 #include "storage/latch.h"
+#include "storage/lock.h"
 #include "tcop/tcopprot.h"
 #include "utils/guc.h"
 #include "common/pg_prng.h"
@@ -85,6 +88,7 @@ typedef struct WorkerRequest
 	CobaltHttpRequest http;
 	MemoryContext cxt;
 	RequestKind kind;
+	const char *from_state;		/* polls: the state the job is polled in */
 	int64		job_id;
 	int			attempts;
 	TimestampTz created_at;
@@ -123,25 +127,10 @@ static uint64 creds_generation = 0;
 static TimestampTz creds_loaded_at = 0;
 static bool creds_loaded = false;
 
+static bool step_aside = false;	/* the database is being dropped/altered */
 static List *ready_requests = NIL;	/* built in a tick, started after commit */
 static bool more_queued = false;	/* the last claim filled its batch */
 static bool any_final_committed = false;
-
-void
-cobalt_register_worker(void)
-{
-	BackgroundWorker worker;
-
-	memset(&worker, 0, sizeof(worker));
-	worker.bgw_flags = BGWORKER_SHMEM_ACCESS | BGWORKER_BACKEND_DATABASE_CONNECTION;
-	worker.bgw_start_time = BgWorkerStart_RecoveryFinished;
-	worker.bgw_restart_time = 5;
-	snprintf(worker.bgw_library_name, BGW_MAXLEN, "cobalt");
-	snprintf(worker.bgw_function_name, BGW_MAXLEN, "cobalt_worker_main");
-	snprintf(worker.bgw_name, BGW_MAXLEN, "cobalt worker");
-	snprintf(worker.bgw_type, BGW_MAXLEN, "cobalt worker");
-	RegisterBackgroundWorker(&worker);
-}
 
 static int
 poll_entry_compare(const pairingheap_node *a, const pairingheap_node *b, void *arg)
@@ -320,7 +309,7 @@ record_poll(WorkerRequest *wr)
 	CobaltPollOutcome out;
 	CobaltJobUpdate *u;
 	Followup   *f;
-	const char *from = (wr->kind == REQUEST_POLL) ? COBALT_STATE_POLLING : COBALT_STATE_TIMED_OUT;
+	const char *from = wr->from_state;
 	PollEntry  *entry = wr->entry;
 
 	cobalt_classify_poll(&wr->http, time(NULL), &out);
@@ -400,6 +389,7 @@ new_poll_request(RequestKind kind, int64 job_id, const char *account,
 	if (escaped == NULL)
 		elog(ERROR, "out of memory");
 	wr->http.method = "GET";
+	wr->from_state = COBALT_STATE_POLLING;
 	wr->http.url = MemoryContextStrdup(wr->cxt,
 									   psprintf("%s/webhook-events?job_id=%s",
 												cobalt_api_url, escaped));
@@ -560,17 +550,43 @@ maybe_reload_credentials(void)
 }
 
 /*
+ * Is someone dropping, renaming or moving our database?  Those take an
+ * AccessExclusiveLock on it and wait for other sessions to leave; a
+ * conditional AccessShareLock then fails (it also yields to waiters).
+ * Must run inside a transaction.
+ */
+static bool
+database_is_being_changed(void)
+{
+	LOCKTAG		tag;
+
+	SET_LOCKTAG_OBJECT(tag, InvalidOid, DatabaseRelationId, MyDatabaseId, 0);
+	if (LockAcquire(&tag, AccessShareLock, false, true) == LOCKACQUIRE_NOT_AVAIL)
+		return true;
+	LockRelease(&tag, AccessShareLock, false);
+	return false;
+}
+
+/*
  * One tick, inside a transaction: record pending outcomes, claim work.
- * Returns false when the extension does not exist.
+ * Returns false when the extension does not exist (or the database is
+ * going away: step_aside is then set).
  */
 static bool
 tick(int claim_budget)
 {
-	Oid			ext = get_extension_oid("cobalt", true);
+	Oid			ext;
 	List	   *claimed;
 	ListCell   *lc;
 	MemoryContext old;
 	int			nbefore;
+
+	if (database_is_being_changed())
+	{
+		step_aside = true;
+		return false;
+	}
+	ext = get_extension_oid("cobalt", true);
 
 	if (!OidIsValid(ext))
 	{
@@ -621,7 +637,7 @@ tick(int claim_budget)
 	/* jobs that cannot be built fail in the same transaction as their claim */
 	cobalt_store_apply_updates(pending + nbefore, npending - nbefore);
 
-	if (cobalt_late_check_window_s > 0 && claim_budget > 0)
+	if (claim_budget > 0)
 	{
 		List	   *late;
 
@@ -633,12 +649,15 @@ tick(int claim_budget)
 		foreach(lc, late)
 		{
 			CobaltPolledJob *job = lfirst(lc);
+			WorkerRequest *wr;
 
 			if (job->remote_job_id == NULL)
 				continue;
-			ready_requests = lappend(ready_requests,
-									 new_poll_request(REQUEST_LATE_CHECK, job->id,
-													  job->account, job->remote_job_id));
+			wr = new_poll_request(REQUEST_LATE_CHECK, job->id, job->account,
+								  job->remote_job_id);
+			if (strcmp(job->state, COBALT_STATE_TIMED_OUT) == 0)
+				wr->from_state = COBALT_STATE_TIMED_OUT;
+			ready_requests = lappend(ready_requests, wr);
 		}
 	}
 	return true;
@@ -801,7 +820,7 @@ cobalt_worker_main(Datum main_arg)
 	if (cobalt_shared == NULL)
 		elog(FATAL, "cobalt worker started without its shared memory");
 
-	BackgroundWorkerInitializeConnection(cobalt_database_name, NULL, 0);
+	BackgroundWorkerInitializeConnectionByOid(DatumGetObjectId(main_arg), InvalidOid, 0);
 	pgstat_report_appname("cobalt worker");
 	SetConfigOption("search_path", "pg_catalog, pg_temp", PGC_SUSET, PGC_S_OVERRIDE);
 	if (GetDatabaseEncoding() != PG_UTF8 && GetDatabaseEncoding() != PG_SQL_ASCII)
@@ -825,6 +844,13 @@ cobalt_worker_main(Datum main_arg)
 	cobalt_http_set_max_connections(http, cobalt_max_concurrent_requests);
 
 	SpinLockAcquire(&cobalt_shared->mutex);
+	if (cobalt_shared->worker_pid != 0)
+	{
+		SpinLockRelease(&cobalt_shared->mutex);
+		ereport(LOG, (errmsg("cobalt worker not started: another one runs (PID %d)",
+							 (int) cobalt_shared->worker_pid)));
+		proc_exit(0);
+	}
 	cobalt_shared->worker_pid = MyProcPid;
 	cobalt_shared->worker_latch = MyLatch;
 	cobalt_shared->worker_started_at = GetCurrentTimestamp();
@@ -834,7 +860,7 @@ cobalt_worker_main(Datum main_arg)
 	ereport(LOG, (errmsg("cobalt worker started for database \"%s\"",
 						 cobalt_database_name)));
 
-	while (!ShutdownRequestPending)
+	while (!ShutdownRequestPending && !step_aside)
 	{
 		int			free_slots;
 		long		timeout;
@@ -899,6 +925,14 @@ cobalt_worker_main(Datum main_arg)
 	}
 
 	shutdown_gracefully();
+	if (step_aside)
+	{
+		ereport(LOG,
+				(errmsg("cobalt worker is stepping aside: database \"%s\" is being dropped or altered",
+						get_database_name(MyDatabaseId) ? get_database_name(MyDatabaseId) : "?"),
+				 errdetail("The launcher starts the worker again once the database can be served.")));
+		proc_exit(0);
+	}
 	ereport(LOG, (errmsg("cobalt worker shutting down")));
 	proc_exit(1);
 }

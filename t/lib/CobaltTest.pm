@@ -25,9 +25,11 @@ our @EXPORT = qw(start_mock stop_mock mock_requests mock_post mock_config
 my $json = JSON::PP->new->canonical(1);
 my $ua = HTTP::Tiny->new(timeout => 10);
 
-# Start the mock; returns a hash with port, url (the API base URL) and pid.
+# Start the mock (on a given port, or a free one); returns a hash with
+# port, url (the API base URL) and pid.
 sub start_mock
 {
+	my (%opt) = @_;
 	my $dir = tempdir(CLEANUP => 1);
 	my $portfile = "$dir/port";
 	my $script = "$FindBin::RealBin/../test/mock_cobalt.py";
@@ -37,7 +39,7 @@ sub start_mock
 	{
 		open(STDOUT, '>', "$dir/mock.log");
 		open(STDERR, '>&', \*STDOUT);
-		exec('/usr/bin/python3', $script, '--port', '0', '--port-file', $portfile)
+		exec('/usr/bin/python3', $script, '--port', $opt{port} // 0, '--port-file', $portfile)
 		  or die "exec failed: $!";
 	}
 	my $deadline = time() + 15;
