@@ -21,8 +21,11 @@
  */
 #include "postgres.h"
 
+#include "access/heapam.h"
+#include "access/htup_details.h"
+#include "access/tableam.h"
 #include "access/xact.h"
-#include "commands/dbcommands.h"
+#include "catalog/pg_database.h"
 #include "miscadmin.h"
 #include "pgstat.h"
 #include "postmaster/bgworker.h"
@@ -55,16 +58,35 @@ cobalt_register_launcher(void)
 	RegisterBackgroundWorker(&worker);
 }
 
-/* The served database's OID, or InvalidOid while it does not exist. */
+/*
+ * The served database's OID, or InvalidOid while it does not exist (or
+ * refuses connections).  A plain heap scan of pg_database: with no database
+ * selected, its indexes may not be usable (as in the autovacuum launcher).
+ */
 static Oid
 served_database_oid(void)
 {
-	Oid			dboid;
+	Oid			dboid = InvalidOid;
+	Relation	rel;
+	TableScanDesc scan;
+	HeapTuple	tuple;
 
 	StartTransactionCommand();
-	PushActiveSnapshot(GetTransactionSnapshot());
-	dboid = get_database_oid(cobalt_database_name, true);
-	PopActiveSnapshot();
+	rel = table_open(DatabaseRelationId, AccessShareLock);
+	scan = table_beginscan_catalog(rel, 0, NULL);
+	while ((tuple = heap_getnext(scan, ForwardScanDirection)) != NULL)
+	{
+		Form_pg_database db = (Form_pg_database) GETSTRUCT(tuple);
+
+		if (strcmp(NameStr(db->datname), cobalt_database_name) == 0 &&
+			db->datallowconn)
+		{
+			dboid = db->oid;
+			break;
+		}
+	}
+	table_endscan(scan);
+	table_close(rel, AccessShareLock);
 	CommitTransactionCommand();
 	return dboid;
 }

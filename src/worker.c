@@ -929,7 +929,7 @@ cobalt_worker_main(Datum main_arg)
 	{
 		ereport(LOG,
 				(errmsg("cobalt worker is stepping aside: database \"%s\" is being dropped or altered",
-						get_database_name(MyDatabaseId) ? get_database_name(MyDatabaseId) : "?"),
+						cobalt_database_name),
 				 errdetail("The launcher starts the worker again once the database can be served.")));
 		proc_exit(0);
 	}

@@ -592,16 +592,20 @@ class ParsedBody:
         media = content_type.split(";", 1)[0].strip().lower()
         if media == "multipart/form-data":
             parsed._parse_form(raw, content_type)
-        elif media == "application/x-www-form-urlencoded":
-            pairs = urllib.parse.parse_qsl(raw.decode("utf-8", "replace"),
-                                           keep_blank_values=True)
-            parsed.form = dict(pairs)
-            parsed.form_text = dict(pairs)
-        if raw.strip() and parsed.form is None:
-            try:
-                parsed.json = json.loads(raw)
-            except ValueError:
-                parsed.json_error = "json" in media
+            return parsed
+        if not raw.strip():
+            return parsed
+        # Be liberal: a JSON body counts as JSON whatever its content type
+        # (curl -d labels everything x-www-form-urlencoded).
+        try:
+            parsed.json = json.loads(raw)
+        except ValueError:
+            parsed.json_error = "json" in media
+            if media == "application/x-www-form-urlencoded":
+                pairs = urllib.parse.parse_qsl(
+                    raw.decode("utf-8", "replace"), keep_blank_values=True)
+                parsed.form = dict(pairs)
+                parsed.form_text = dict(pairs)
         return parsed
 
     def _parse_form(self, raw: bytes, content_type: str) -> None:

@@ -407,6 +407,10 @@ eq "job_id_as data: job polls" "$(events)" 1
 
 call POST /v1/appointments "${JSON_CT[@]}" -d '{"mrn": '
 eq "invalid JSON body: 400" "$STATUS" 400
+call POST /v1/appointments -d '{"_mock": {"send": "reject", "status": 409}}'
+eq "JSON body without a JSON content type still read" "$STATUS" 409
+call POST /v1/appointments -d 'mrn=MRN5' --data-urlencode '_mock={"send": "reject", "status": 418}'
+eq "urlencoded form: _mock field honoured" "$STATUS" 418
 send /v1/appointments '{"_mock": {"outcom": "failure"}}'
 eq "unknown _mock key: 400" "$STATUS" 400
 check "unknown _mock key: message" jtrue 'd["message"].startswith("mock:")'

@@ -24,6 +24,12 @@ our @EXPORT = qw(start_mock stop_mock mock_requests mock_post mock_config
 
 my $json = JSON::PP->new->canonical(1);
 my $ua = HTTP::Tiny->new(timeout => 10);
+my %mock_pids;    # mocks still running, stopped at exit whatever happens
+
+END
+{
+	kill 'TERM', keys %mock_pids;
+}
 
 # Start the mock (on a given port, or a free one); returns a hash with
 # port, url (the API base URL) and pid.
@@ -47,6 +53,7 @@ sub start_mock
 	{
 		usleep(50_000);
 	}
+	$mock_pids{$pid} = 1;
 	die "mock Cobalt server did not start" unless -s $portfile;
 	my $port = PostgreSQL::Test::Utils::slurp_file($portfile);
 	chomp $port;
@@ -65,6 +72,7 @@ sub stop_mock
 	return unless $mock->{pid};
 	kill 'TERM', $mock->{pid};
 	waitpid($mock->{pid}, 0);
+	delete $mock_pids{ $mock->{pid} };
 	$mock->{pid} = 0;
 }
 
