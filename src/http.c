@@ -16,7 +16,9 @@
  *	- a response body is read up to COBALT_MAX_RESPONSE_SIZE, then the
  *	  transfer is aborted and flagged response_too_large;
  *	- a request is flagged maybe_delivered unless the failure proves that
- *	  no byte of it can have reached the server.
+ *	  no byte of it can have reached the server;
+ *	- a job-creating (non-GET) request always opens a fresh connection, since
+ *	  libcurl resends a request that dies on a reused one.
  *
  * Plain C: no PostgreSQL headers.  Memory comes from malloc().
  *
@@ -267,6 +269,15 @@ cobalt_http_start(CobaltHttp *http, CobaltHttpRequest *req,
 	}
 
 	curl_easy_setopt(easy, CURLOPT_URL, req->url);
+
+	/*
+	 * libcurl silently sends a request again when it fails on a reused
+	 * connection before any answer byte arrives, even after the whole
+	 * request was written.  For a request that creates something that is a
+	 * possible duplicate, so only idempotent GETs (polls) reuse connections.
+	 */
+	if (strcmp(req->method, "GET") != 0)
+		curl_easy_setopt(easy, CURLOPT_FRESH_CONNECT, 1L);
 	curl_easy_setopt(easy, CURLOPT_PROTOCOLS_STR, "http,https");
 	curl_easy_setopt(easy, CURLOPT_FOLLOWLOCATION, 0L);
 	curl_easy_setopt(easy, CURLOPT_NOSIGNAL, 1L);

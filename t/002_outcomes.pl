@@ -110,6 +110,19 @@ for my $k (sort keys %expect)
 	is(job_row($node, $id{$k})->{attempts}, 1, "$k: one attempt");
 }
 
+# a connection reset after a request on a kept-alive connection: libcurl
+# would silently resend a request that died on a reused connection, so
+# job-creating requests never reuse one
+for my $n (1 .. 3)
+{
+	my $warm = job_with("warm-$n");
+	is(wait_for_state($node, $warm, 'succeeded'), 'succeeded', "connection $n warmed up");
+	my $late_reset = job_with("late_reset-$n", send => 'reset');
+	is(wait_for_state($node, $late_reset, [qw(succeeded failed unknown)]), 'unknown',
+		"reset on a warm connection ($n): unknown");
+	is(posts_for("late_reset-$n"), 1, "reset on a warm connection ($n): exactly one POST");
+}
+
 # a rolled-back submit sends nothing and leaves no row
 my $before = $node->safe_psql('app', 'SELECT count(*) FROM cobalt.jobs');
 $node->safe_psql('app', q{
