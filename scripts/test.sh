@@ -6,9 +6,10 @@
 # installs what it needs (apt-get), builds with warnings as errors, installs
 # the extension, then runs
 #   1. the unit tests of the plain-C layer (AddressSanitizer),
-#   2. the pg_regress suite, against a throwaway server it starts and stops,
-#   3. the TAP suite (each test starts its own clusters and mock Cobalt).
-# PostgreSQL refuses to run as root, so 2 and 3 run as "postgres" from a
+#   2. the mock Cobalt server's self-test,
+#   3. the pg_regress suite, against a throwaway server it starts and stops,
+#   4. the TAP suite (each test starts its own clusters and mock Cobalt).
+# PostgreSQL refuses to run as root, so 3 and 4 run as "postgres" from a
 # copy of the tree that user owns.  The last line is "N passed, N failed".
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -43,6 +44,16 @@ echo "=== unit tests (plain C, AddressSanitizer) ==="
 unit_out=$(make -s -C test/unit check 2>&1)
 echo "$unit_out"
 line=$(echo "$unit_out" | grep -E '^[0-9]+ passed, [0-9]+ failed$' | tail -n 1)
+if [ -n "$line" ]; then
+	count "$(echo "$line" | cut -d' ' -f1)" "$(echo "$line" | cut -d' ' -f3)"
+else
+	count 0 1
+fi
+
+echo "=== mock Cobalt server self-test ==="
+mock_out=$(bash test/mock_cobalt_selftest.sh 2>&1)
+echo "$mock_out" | tail -n 5
+line=$(echo "$mock_out" | grep -E '^[0-9]+ passed, [0-9]+ failed$' | tail -n 1)
 if [ -n "$line" ]; then
 	count "$(echo "$line" | cut -d' ' -f1)" "$(echo "$line" | cut -d' ' -f3)"
 else
