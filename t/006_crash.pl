@@ -125,6 +125,20 @@ my $posts = post_counts();
 is(scalar(grep { /^down-/ && $posts->{$_} == 1 } keys %$posts), 5, 'each POSTed exactly once');
 is($posts->{'never-delivered'} // 0, 0, 'the failed one never reached Cobalt');
 
+# a TLS handshake that fails (https to a plain-HTTP port): nothing reached
+# Cobalt, so the job waits queued and goes out once the URL is right
+$node->safe_psql('app', "ALTER SYSTEM SET cobalt.api_url = 'https://127.0.0.1:$mock->{port}/v1'");
+$node->reload;
+sleep 1;
+my $tls = submit($node, 'appointment.create', { mrn => '1', _mock => { key => 'tls' } });
+ok(wait_until(sub { (job_row($node, $tls)->{attempts} // 0) >= 2 }, 30), 'TLS handshake failure: retried');
+is(job_row($node, $tls)->{state}, 'queued', 'and queued meanwhile');
+like(job_row($node, $tls)->{last_error}, qr/could not connect/i, 'as a connection that was never made');
+$node->safe_psql('app', "ALTER SYSTEM SET cobalt.api_url = '$mock->{url}'");
+$node->reload;
+is(wait_for_state($node, $tls, 'succeeded', 60), 'succeeded', 'it goes out once the URL is right');
+is(post_counts()->{tls}, 1, 'exactly one POST reached Cobalt');
+
 # 429 on a send: retried after Retry-After, then sent once more
 my $t429 = submit($node, 'appointment.create',
 	{ mrn => '1', _mock => { key => 'r429', send => '429', retry_after => '2', send_times => 1 } });
