@@ -88,13 +88,88 @@ COMMENT ON COLUMN cobalt.jobs.next_due_at IS
 
 -- The worker's "what is due" queries read only jobs it still acts on.
 CREATE INDEX jobs_due_idx ON cobalt.jobs (next_due_at) WHERE next_due_at IS NOT NULL;
+CREATE INDEX jobs_retry_of_idx ON cobalt.jobs (retry_of) WHERE retry_of IS NOT NULL;
 CREATE INDEX jobs_remote_job_id_idx ON cobalt.jobs (remote_job_id) WHERE remote_job_id IS NOT NULL;
+
+-- Jobs that finished recently (monitoring, retention).
+CREATE INDEX jobs_finished_idx ON cobalt.jobs (finished_at) WHERE finished_at IS NOT NULL;
+-- Jobs that need an operator's eye, however old.
+CREATE INDEX jobs_attention_idx ON cobalt.jobs (operation)
+    WHERE state IN ('timed_out', 'unknown') AND next_due_at IS NULL;
+
+-- Every event seen, polled or delivered by webhook: one row per distinct event.
+CREATE TABLE cobalt.events (
+    id          bigserial PRIMARY KEY,
+    job_id      bigint REFERENCES cobalt.jobs (id) ON DELETE CASCADE,
+    event_id    text,
+    event_type  text NOT NULL,
+    data        jsonb,
+    source      text NOT NULL CHECK (source IN ('poll', 'webhook')),
+    webhook_id  text,
+    remote_job_id text,
+    received_at timestamptz NOT NULL DEFAULT now()
+);
+CREATE UNIQUE INDEX events_event_id_idx ON cobalt.events (event_id) WHERE event_id IS NOT NULL;
+CREATE UNIQUE INDEX events_webhook_id_idx ON cobalt.events (webhook_id) WHERE webhook_id IS NOT NULL;
+CREATE INDEX events_job_id_idx ON cobalt.events (job_id);
+CREATE INDEX events_unmatched_idx ON cobalt.events (received_at) WHERE job_id IS NULL;
+
+-- The secret Cobalt signs webhook deliveries with (one row).
+CREATE TABLE cobalt.webhook (
+    singleton  boolean PRIMARY KEY DEFAULT true CHECK (singleton),
+    secret     text NOT NULL,
+    updated_at timestamptz NOT NULL DEFAULT now()
+);
+REVOKE ALL ON cobalt.events, cobalt.webhook FROM PUBLIC;
 
 -- Keep the data in pg_dump output.
 SELECT pg_catalog.pg_extension_config_dump('cobalt.jobs', '');
 SELECT pg_catalog.pg_extension_config_dump('cobalt.jobs_id_seq', '');
 SELECT pg_catalog.pg_extension_config_dump('cobalt.client', '');
 SELECT pg_catalog.pg_extension_config_dump('cobalt.accounts', '');
+SELECT pg_catalog.pg_extension_config_dump('cobalt.events', '');
+SELECT pg_catalog.pg_extension_config_dump('cobalt.events_id_seq', '');
+SELECT pg_catalog.pg_extension_config_dump('cobalt.webhook', '');
+
+-- Per operation and state: how many jobs, the oldest queued one, and how
+-- long jobs took from submit to outcome over the last hour.  Reads only
+-- indexes on the jobs the worker still acts on, the jobs that need
+-- attention, and the last hour's outcomes: never the whole history.
+CREATE VIEW cobalt.job_stats AS
+WITH active AS (
+    SELECT operation, state, count(*) AS jobs,
+           now() - min(created_at) FILTER (WHERE state = 'queued') AS oldest_queued_age
+    FROM cobalt.jobs WHERE next_due_at IS NOT NULL
+    GROUP BY operation, state
+), attention AS (
+    SELECT operation, state, count(*) AS jobs
+    FROM cobalt.jobs WHERE state IN ('timed_out', 'unknown') AND next_due_at IS NULL
+    GROUP BY operation, state
+), last_hour AS (
+    SELECT operation, state, count(*) AS jobs,
+           percentile_cont(0.5) WITHIN GROUP (ORDER BY finished_at - created_at) AS p50,
+           percentile_cont(0.95) WITHIN GROUP (ORDER BY finished_at - created_at) AS p95
+    FROM cobalt.jobs WHERE finished_at > now() - interval '1 hour'
+    GROUP BY operation, state
+), keys AS (
+    SELECT operation, state FROM active
+    UNION SELECT operation, state FROM attention
+    UNION SELECT operation, state FROM last_hour
+)
+SELECT k.operation, k.state,
+       CASE WHEN k.state IN ('succeeded', 'failed', 'cancelled') THEN coalesce(h.jobs, 0)
+            ELSE coalesce(a.jobs, 0) + coalesce(t.jobs, 0) END AS jobs,
+       k.state IN ('succeeded', 'failed', 'cancelled') AS counted_over_last_hour,
+       a.oldest_queued_age,
+       h.p50 AS p50_time_to_outcome,
+       h.p95 AS p95_time_to_outcome
+FROM keys k
+LEFT JOIN active a ON a.operation = k.operation AND a.state = k.state
+LEFT JOIN attention t ON t.operation = k.operation AND t.state = k.state
+LEFT JOIN last_hour h ON h.operation = k.operation AND h.state = k.state;
+REVOKE ALL ON cobalt.job_stats FROM PUBLIC;
+COMMENT ON VIEW cobalt.job_stats IS
+    'Per operation and state: jobs now (succeeded, failed and cancelled: those that finished in the last hour), the oldest queued job''s age, and p50/p95 submit-to-outcome time over the last hour.';
 
 -- What cobalt_job_status and cobalt_wait return.
 CREATE TYPE cobalt.job_status AS (
@@ -121,6 +196,12 @@ CREATE FUNCTION cobalt._wake_at_commit(credentials_changed boolean DEFAULT false
     LANGUAGE c VOLATILE PARALLEL UNSAFE
     AS 'MODULE_PATHNAME', 'cobalt_wake_at_commit';
 
+-- The role that called into cobalt (SET ROLE respected), not the owner a
+-- SECURITY DEFINER function runs as.
+CREATE FUNCTION cobalt._outer_user() RETURNS text
+    LANGUAGE c STABLE PARALLEL SAFE
+    AS 'MODULE_PATHNAME', 'cobalt_outer_user';
+
 -- A job's status row (as cobalt_job_status returns it).
 CREATE FUNCTION cobalt._status(job_id bigint) RETURNS cobalt.job_status
     LANGUAGE sql STABLE PARALLEL SAFE
@@ -139,9 +220,15 @@ AS $$
 DECLARE
     j cobalt.jobs;
 BEGIN
-    IF job_id IS NULL OR job_id <= 0 THEN
-        RAISE EXCEPTION 'cobalt job id must be a positive number'
+    IF job_id IS NULL THEN
+        RAISE EXCEPTION 'cobalt job id must not be null'
+            USING ERRCODE = 'null_value_not_allowed',
+                  HINT = 'Pass the id cobalt_submit returned.';
+    END IF;
+    IF job_id <= 0 THEN
+        RAISE EXCEPTION 'cobalt job id must be positive'
             USING ERRCODE = 'invalid_parameter_value',
+                  DETAIL = 'Job ids are the positive numbers cobalt_submit returns.',
                   HINT = 'Pass the id cobalt_submit returned.';
     END IF;
     SELECT * INTO j FROM cobalt.jobs WHERE id = job_id FOR UPDATE;
@@ -283,8 +370,15 @@ BEGIN
                       WHEN 'cancelled' THEN 'It was cancelled before it was sent; submit a new job instead.'
                       ELSE 'It has not finished yet: wait with cobalt_wait.' END;
     END IF;
+    SELECT id INTO new_id FROM cobalt.jobs WHERE retry_of = j.id LIMIT 1;
+    IF FOUND THEN
+        RAISE EXCEPTION 'cobalt job % was already retried as job %', job_id, new_id
+            USING ERRCODE = 'object_not_in_prerequisite_state',
+                  DETAIL = 'Two retries of one job could both reach the EHR.',
+                  HINT = format('Follow job %s instead, and retry that one if it fails.', new_id);
+    END IF;
     INSERT INTO cobalt.jobs (operation, account, payload, submitted_by, retry_of, next_due_at)
-    VALUES (j.operation, j.account, j.payload, session_user, j.id, now())
+    VALUES (j.operation, j.account, j.payload, cobalt._outer_user(), j.id, now())
     RETURNING id INTO new_id;
     PERFORM cobalt._wake_at_commit();
     RETURN new_id;
@@ -303,8 +397,10 @@ BEGIN
     IF j.state <> 'queued' THEN
         RAISE EXCEPTION 'cobalt job % is %, and only queued jobs can be cancelled', job_id, j.state
             USING ERRCODE = 'object_not_in_prerequisite_state',
-                  HINT = CASE WHEN j.state IN ('sending', 'polling', 'timed_out', 'unknown')
+                  HINT = CASE WHEN j.state IN ('sending', 'polling', 'timed_out')
                       THEN 'It has already been sent to Cobalt; undo it in the EHR (for an appointment, submit appointment.update with a cancelled status).'
+                      WHEN j.state = 'unknown'
+                      THEN 'It may already have reached Cobalt; check the EHR and record what you find with cobalt_resolve.'
                       ELSE 'Its outcome is already recorded.' END;
     END IF;
     UPDATE cobalt.jobs SET state = 'cancelled', next_due_at = NULL, finished_at = now()
@@ -326,7 +422,7 @@ BEGIN
             USING ERRCODE = 'invalid_parameter_value',
                   HINT = 'Say what you found in the EHR: ''succeeded'' if the operation is there, ''failed'' if not.';
     END IF;
-    IF note IS NULL OR btrim(note) = '' THEN
+    IF note IS NULL OR btrim(note, E' \t\r\n') = '' THEN
         RAISE EXCEPTION 'cobalt_resolve needs a note'
             USING ERRCODE = 'invalid_parameter_value',
                   HINT = 'Say how the outcome was checked, for example ''appointment found in the EHR by J. Smith''.';
@@ -338,16 +434,151 @@ BEGIN
     END IF;
     UPDATE cobalt.jobs AS u
        SET state = cobalt_resolve.state, next_due_at = NULL,
-           finished_at = now(), resolved_by = session_user, resolution_note = note
+           finished_at = now(), resolved_by = cobalt._outer_user(), resolution_note = note
      WHERE u.id = job_id;
+    PERFORM cobalt._notify_outcome(j.id, cobalt_resolve.state, j.operation, j.account);
+    PERFORM cobalt._wake_at_commit();
     RETURN cobalt._status(job_id);
 END
 $$;
 COMMENT ON FUNCTION cobalt_resolve(bigint, text, text) IS
     'Record the outcome of an unknown job after checking the EHR by hand.';
 
+CREATE FUNCTION cobalt._hmac_matches(secret text, body text, signature text) RETURNS boolean
+    LANGUAGE c STRICT VOLATILE PARALLEL SAFE
+    AS 'MODULE_PATHNAME', 'cobalt_hmac_matches';
+
+CREATE FUNCTION cobalt._notify_outcome(job_id bigint, state text, operation text, account text)
+    RETURNS void
+    LANGUAGE sql VOLATILE PARALLEL UNSAFE
+    SET search_path = pg_catalog, pg_temp
+AS $$
+    -- the same text the worker sends
+    SELECT pg_notify('cobalt_jobs', format('{"job_id": %s, "state": %s, "operation": %s, "account": %s}',
+                                           job_id, to_json(state), to_json(operation), to_json(account)))
+$$;
+
+CREATE FUNCTION cobalt_set_webhook_secret(secret text) RETURNS void
+    LANGUAGE plpgsql VOLATILE PARALLEL UNSAFE
+    SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    IF secret IS NULL OR length(secret) < 8 OR secret ~ '[[:cntrl:]]' THEN
+        RAISE EXCEPTION 'cobalt webhook secret must be at least 8 characters without control characters'
+            USING ERRCODE = 'invalid_parameter_value',
+                  HINT = 'Pass the secret Cobalt returned when the webhook URL was registered.';
+    END IF;
+    INSERT INTO cobalt.webhook (singleton, secret) VALUES (true, cobalt_set_webhook_secret.secret)
+        ON CONFLICT (singleton) DO UPDATE SET secret = excluded.secret, updated_at = now();
+END
+$$;
+COMMENT ON FUNCTION cobalt_set_webhook_secret(text) IS
+    'Set the secret that webhook deliveries are signed with.';
+
+CREATE FUNCTION cobalt_ingest_webhook(body text, signature text, webhook_id text DEFAULT NULL)
+    RETURNS bigint
+    LANGUAGE plpgsql VOLATILE PARALLEL UNSAFE SECURITY DEFINER
+    SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    secret text;
+    event jsonb;
+    ev_type text;
+    remote text;
+    ev_data jsonb;
+    j cobalt.jobs;
+    seen cobalt.events;
+    new_state text;
+    failure text;
+BEGIN
+    SELECT w.secret INTO secret FROM cobalt.webhook w;
+    IF secret IS NULL THEN
+        RAISE EXCEPTION 'cobalt webhook secret is not set'
+            USING ERRCODE = 'object_not_in_prerequisite_state',
+                  HINT = 'Call cobalt_set_webhook_secret(secret) first.';
+    END IF;
+    IF body IS NULL OR signature IS NULL OR NOT cobalt._hmac_matches(secret, body, signature) THEN
+        RAISE EXCEPTION 'cobalt webhook signature does not match'
+            USING ERRCODE = 'invalid_authorization_specification',
+                  DETAIL = 'The signature must be the hex HMAC-SHA256 of the exact body with the webhook secret.',
+                  HINT = 'Pass the cobalt-verification header and the body exactly as received.';
+    END IF;
+
+    IF webhook_id IS NOT NULL THEN
+        SELECT * INTO seen FROM cobalt.events e WHERE e.webhook_id = cobalt_ingest_webhook.webhook_id;
+        IF FOUND THEN
+            RETURN seen.job_id;        -- a repeated delivery changes nothing
+        END IF;
+    END IF;
+
+    BEGIN
+        event := body::jsonb;
+    EXCEPTION WHEN others THEN
+        RAISE EXCEPTION 'cobalt webhook body is not JSON'
+            USING ERRCODE = 'invalid_text_representation',
+                  HINT = 'Pass the request body exactly as received.';
+    END;
+    ev_type := event->>'type';
+    remote := event->>'job_id';
+    ev_data := event->'data';
+    IF jsonb_typeof(event) <> 'object' OR ev_type IS NULL OR ev_type = '' THEN
+        RAISE EXCEPTION 'cobalt webhook body is not an event'
+            USING ERRCODE = 'invalid_parameter_value',
+                  DETAIL = 'An event is a JSON object with a "type", a "job_id" and "data".',
+                  HINT = 'Pass the request body exactly as received.';
+    END IF;
+
+    -- the job it settles: the newest with that remote id
+    IF remote IS NOT NULL THEN
+        SELECT * INTO j FROM cobalt.jobs WHERE remote_job_id = remote
+        ORDER BY id DESC LIMIT 1 FOR UPDATE;
+    END IF;
+
+    -- one row per distinct event (the same event may also arrive by polling)
+    INSERT INTO cobalt.events (job_id, event_id, event_type, data, source, webhook_id, remote_job_id)
+    VALUES (j.id, event->>'id', ev_type, ev_data, 'webhook', cobalt_ingest_webhook.webhook_id, remote)
+    ON CONFLICT DO NOTHING;
+
+    IF j.id IS NOT NULL AND j.state IN ('polling', 'timed_out') THEN
+        new_state := CASE WHEN ev_type LIKE '%failed' THEN 'failed' ELSE 'succeeded' END;
+        IF new_state = 'failed' THEN
+            SELECT concat_ws('; ', nullif(ev_data->>'failure_reason', ''),
+                             (SELECT string_agg(concat_ws(': ', nullif(r->>'code', ''), nullif(r->>'description', '')), '; ')
+                              FROM jsonb_array_elements(CASE WHEN jsonb_typeof(ev_data->'reasons') = 'array'
+                                                             THEN ev_data->'reasons' ELSE '[]' END) r))
+            INTO failure;
+            failure := coalesce(nullif(failure, ''), 'event ' || ev_type);
+        END IF;
+        UPDATE cobalt.jobs
+           SET state = new_state, event_type = ev_type, result = ev_data, error = failure,
+               last_error = NULL, next_due_at = NULL, finished_at = now()
+         WHERE id = j.id;
+        PERFORM cobalt._notify_outcome(j.id, new_state, j.operation, j.account);
+        PERFORM cobalt._wake_at_commit();
+    END IF;
+    RETURN j.id;
+END
+$$;
+COMMENT ON FUNCTION cobalt_ingest_webhook(text, text, text) IS
+    'Verify and record a webhook delivery from Cobalt; settle the matching job as a poll would. Returns the job id, or NULL when no job matches.';
+
+CREATE FUNCTION cobalt_worker_status(
+    OUT pid integer, OUT started_at timestamptz, OUT requests_in_flight integer,
+    OUT jobs_polling integer, OUT jobs_due bigint, OUT last_error text, OUT last_error_at timestamptz)
+    LANGUAGE c VOLATILE PARALLEL UNSAFE SECURITY DEFINER
+    SET search_path = pg_catalog, pg_temp
+    AS 'MODULE_PATHNAME', 'cobalt_worker_status';
+COMMENT ON FUNCTION cobalt_worker_status() IS
+    'The worker''s pid, start time, requests in flight, jobs polling and due now, and its last error.';
+
+REVOKE ALL ON FUNCTION cobalt._hmac_matches(text, text, text) FROM PUBLIC;
+REVOKE ALL ON FUNCTION cobalt._notify_outcome(bigint, text, text, text) FROM PUBLIC;
+REVOKE ALL ON FUNCTION cobalt_set_webhook_secret(text) FROM PUBLIC;
+REVOKE ALL ON FUNCTION cobalt_ingest_webhook(text, text, text) FROM PUBLIC;
+REVOKE ALL ON FUNCTION cobalt_worker_status() FROM PUBLIC;
 REVOKE ALL ON FUNCTION cobalt._wake_at_commit(boolean) FROM PUBLIC;
 REVOKE ALL ON FUNCTION cobalt._lock_job(bigint) FROM PUBLIC;
+REVOKE ALL ON FUNCTION cobalt._outer_user() FROM PUBLIC;
 REVOKE ALL ON FUNCTION cobalt._status(bigint) FROM PUBLIC;
 REVOKE ALL ON FUNCTION cobalt_recheck(bigint) FROM PUBLIC;
 REVOKE ALL ON FUNCTION cobalt_retry(bigint, boolean) FROM PUBLIC;

@@ -25,6 +25,7 @@
 #include "storage/ipc.h"
 #include "storage/lwlock.h"
 #include "storage/shmem.h"
+#include "utils/timestamp.h"
 
 #include "cobalt.h"
 
@@ -97,7 +98,12 @@ cobalt_xact_callback(XactEvent event, void *arg)
 				SpinLockRelease(&cobalt_shared->mutex);
 			}
 			if (wake_at_commit)
+			{
 				cobalt_wake_worker();
+				/* an outcome may have been recorded: let cobalt_wait look */
+				if (cobalt_shared != NULL)
+					ConditionVariableBroadcast(&cobalt_shared->outcome_cv);
+			}
 			wake_at_commit = false;
 			credentials_changed_at_commit = false;
 			break;
@@ -123,6 +129,18 @@ cobalt_wake_worker_at_commit(bool credentials_changed)
 	wake_at_commit = true;
 	if (credentials_changed)
 		credentials_changed_at_commit = true;
+}
+
+/* Keep the worker's last error for cobalt_worker_status(). */
+void
+cobalt_report_worker_error(const char *message)
+{
+	if (cobalt_shared == NULL || message == NULL)
+		return;
+	SpinLockAcquire(&cobalt_shared->mutex);
+	strlcpy(cobalt_shared->last_error, message, sizeof(cobalt_shared->last_error));
+	cobalt_shared->last_error_at = GetCurrentTimestamp();
+	SpinLockRelease(&cobalt_shared->mutex);
 }
 
 /* States a job does not leave by itself (cobalt_wait returns on them). */

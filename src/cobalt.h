@@ -52,6 +52,10 @@ typedef struct CobaltShared
 	Latch	   *worker_latch;	/* the worker's latch, or NULL */
 	TimestampTz worker_started_at;
 	uint64		config_generation;	/* bumped when credentials change */
+	int			requests_in_flight; /* as of the worker's last turn */
+	int			jobs_polling;
+	char		last_error[256];	/* the worker's last error, or "" */
+	TimestampTz last_error_at;
 	ConditionVariable outcome_cv;	/* broadcast when jobs reach outcomes */
 } CobaltShared;
 
@@ -59,6 +63,7 @@ extern CobaltShared *cobalt_shared;
 
 extern void cobalt_wake_worker_at_commit(bool credentials_changed);
 extern void cobalt_wake_worker(void);
+extern void cobalt_report_worker_error(const char *message);
 extern bool cobalt_state_is_final(const char *state);
 
 /* ----------
@@ -72,6 +77,7 @@ extern int	cobalt_request_timeout_ms;
 extern int	cobalt_max_concurrent_requests;
 extern int	cobalt_late_check_interval_ms;
 extern int	cobalt_late_check_window_s;
+extern int	cobalt_retention_s;
 
 extern void cobalt_define_settings(void);
 
@@ -159,11 +165,25 @@ typedef struct CobaltJobUpdate
 	const char *error;
 	const char *last_error;
 	const char *attempt_error;	/* appended to attempt_errors */
-	int64		next_due_ms;	/* -1: set NULL; else now() + ms */
+	int64		next_due_ms;	/* COBALT_DUE_KEEP, COBALT_DUE_NONE (NULL; also
+								 * whenever finished), or now() + ms */
 	int64		timeout_ms;		/* >= 0: accepted now, timeout_at = now()+ms */
 	bool		finished;		/* set finished_at = now() */
 	bool		applied;		/* out: the row was changed */
 } CobaltJobUpdate;
+
+/* An event seen by polling, to be kept in cobalt.events. */
+typedef struct CobaltPolledEvent
+{
+	int64		job_id;
+	const char *remote_job_id;
+	const char *event_id;
+	const char *event_type;
+	const char *data_json;
+} CobaltPolledEvent;
+
+#define COBALT_DUE_NONE	(-1)
+#define COBALT_DUE_KEEP	(-2)
 
 /* Credentials the worker sends with each request. */
 typedef struct CobaltCredentials
@@ -186,6 +206,9 @@ extern List *cobalt_store_claim_queued(int limit);
 extern List *cobalt_store_claim_late_checks(int limit, int64 interval_ms,
 											int64 window_ms);
 extern void cobalt_store_apply_updates(CobaltJobUpdate *updates, int n);
+extern void cobalt_store_insert_events(CobaltPolledEvent *events, int n);
+extern int	cobalt_store_delete_expired(int64 retention_s, int limit);
+extern int64 cobalt_store_count_due(void);
 extern void cobalt_store_load_credentials(CobaltCredentials *creds,
 										  MemoryContext cxt);
 extern const char *cobalt_credentials_token(CobaltCredentials *creds,

@@ -515,6 +515,27 @@ cobalt_json_parse_poll(const char *body, size_t len, CobaltPollAnswer *answer)
 		goto unreadable;
 	answer->failure = failure_text(data);
 	answer->has_event = true;
+
+	/* every event, oldest listed last by Cobalt, kept oldest first */
+	answer->events = calloc(n, sizeof(CobaltEvent));
+	if (answer->events == NULL)
+		goto unreadable;
+	for (size_t i = n; i-- > 0;)
+	{
+		struct json_object *event = json_object_array_get_idx(events, i);
+		CobaltEvent *e = &answer->events[answer->nevents++];
+		struct json_object *d = NULL;
+
+		json_object_object_get_ex(event, "event_type", &value);
+		e->event_type = dup_string_value(value);
+		if (json_object_object_get_ex(event, "event_id", &value) &&
+			json_object_is_type(value, json_type_string))
+			e->event_id = dup_string_value(value);
+		json_object_object_get_ex(event, "data", &d);
+		e->data_json = d ? serialize_for_jsonb(d) : strdup("null");
+		if (e->event_type == NULL || e->data_json == NULL)
+			goto unreadable;
+	}
 	json_object_put(root);
 	return true;
 
@@ -525,8 +546,21 @@ unreadable:
 }
 
 void
+cobalt_events_free(CobaltEvent *events, int nevents)
+{
+	for (int i = 0; i < nevents; i++)
+	{
+		free(events[i].event_id);
+		free(events[i].event_type);
+		free(events[i].data_json);
+	}
+	free(events);
+}
+
+void
 cobalt_poll_answer_free(CobaltPollAnswer *answer)
 {
+	cobalt_events_free(answer->events, answer->nevents);
 	free(answer->event_id);
 	free(answer->event_type);
 	free(answer->data_json);

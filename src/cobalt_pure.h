@@ -115,7 +115,15 @@ typedef struct CobaltSendAnswer
 	char	   *body_json;		/* the body re-serialised, safe for jsonb */
 } CobaltSendAnswer;
 
-/* What a poll's answer says: the earliest event, if any. */
+/* One event as Cobalt lists it. */
+typedef struct CobaltEvent
+{
+	char	   *event_id;		/* or NULL */
+	char	   *event_type;
+	char	   *data_json;		/* the event's "data", or "null" */
+} CobaltEvent;
+
+/* What a poll's answer says: the earliest event, if any, and all of them. */
 typedef struct CobaltPollAnswer
 {
 	bool		has_event;
@@ -123,6 +131,8 @@ typedef struct CobaltPollAnswer
 	char	   *event_type;
 	char	   *data_json;		/* the event's "data", or "null" */
 	char	   *failure;		/* failure_reason and reasons, or NULL */
+	CobaltEvent *events;		/* every event, oldest first */
+	int			nevents;
 } CobaltPollAnswer;
 
 extern bool cobalt_json_parse_send(const char *body, size_t len,
@@ -131,6 +141,7 @@ extern void cobalt_send_answer_free(CobaltSendAnswer *answer);
 extern bool cobalt_json_parse_poll(const char *body, size_t len,
 								   CobaltPollAnswer *answer);
 extern void cobalt_poll_answer_free(CobaltPollAnswer *answer);
+extern void cobalt_events_free(CobaltEvent *events, int nevents);
 
 /* ----------
  * outcome.c: what an HTTP exchange means for a job
@@ -170,6 +181,8 @@ typedef struct CobaltPollOutcome
 	char	   *result_json;
 	char	   *error;
 	long		retry_after_ms; /* ERROR after 429 with Retry-After, else -1 */
+	CobaltEvent *events;		/* SUCCEEDED/FAILED: every event seen */
+	int			nevents;
 } CobaltPollOutcome;
 
 extern void cobalt_classify_send(const CobaltHttpRequest *req, time_t now,

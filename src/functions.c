@@ -19,7 +19,11 @@
  */
 #include "postgres.h"
 
+#include "access/htup_details.h"
 #include "access/xact.h"
+#include "common/cryptohash.h"
+#include "common/hmac.h"
+#include "common/sha2.h"
 #include "fmgr.h"
 #include "funcapi.h"
 #include "miscadmin.h"
@@ -36,6 +40,9 @@ PG_FUNCTION_INFO_V1(cobalt_submit);
 PG_FUNCTION_INFO_V1(cobalt_job_status);
 PG_FUNCTION_INFO_V1(cobalt_wait);
 PG_FUNCTION_INFO_V1(cobalt_wake_at_commit);
+PG_FUNCTION_INFO_V1(cobalt_outer_user);
+PG_FUNCTION_INFO_V1(cobalt_hmac_matches);
+PG_FUNCTION_INFO_V1(cobalt_worker_status);
 
 /* A required text argument as a C string; ERROR when NULL or empty. */
 static char *
@@ -255,6 +262,16 @@ cobalt_wait(PG_FUNCTION_ARGS)
 }
 
 /*
+ * cobalt._outer_user(): the role that called into cobalt (SET ROLE
+ * respected), not the owner a SECURITY DEFINER function runs as.
+ */
+Datum
+cobalt_outer_user(PG_FUNCTION_ARGS)
+{
+	PG_RETURN_TEXT_P(cstring_to_text(GetUserNameFromId(GetOuterUserId(), false)));
+}
+
+/*
  * cobalt._wake_at_commit(credentials_changed boolean): wake the worker when
  * the calling transaction commits, and have it reload client credentials
  * and tokens if they changed.
@@ -264,4 +281,83 @@ cobalt_wake_at_commit(PG_FUNCTION_ARGS)
 {
 	cobalt_wake_worker_at_commit(!PG_ARGISNULL(0) && PG_GETARG_BOOL(0));
 	PG_RETURN_VOID();
+}
+
+/*
+ * cobalt._hmac_matches(secret text, body text, signature text): is
+ * "signature" the hex HMAC-SHA256 of the exact bytes of "body" keyed with
+ * "secret"?  Hex digits of either case; compared in constant time.
+ */
+Datum
+cobalt_hmac_matches(PG_FUNCTION_ARGS)
+{
+	text	   *secret = PG_GETARG_TEXT_PP(0);
+	text	   *body = PG_GETARG_TEXT_PP(1);
+	text	   *signature = PG_GETARG_TEXT_PP(2);
+	const char *sig = VARDATA_ANY(signature);
+	uint8		mac[PG_SHA256_DIGEST_LENGTH];
+	static const char hex[] = "0123456789abcdef";
+	pg_hmac_ctx *ctx = pg_hmac_create(PG_SHA256);
+	unsigned char diff = 0;
+
+	if (ctx == NULL ||
+		pg_hmac_init(ctx, (const uint8 *) VARDATA_ANY(secret), VARSIZE_ANY_EXHDR(secret)) < 0 ||
+		pg_hmac_update(ctx, (const uint8 *) VARDATA_ANY(body), VARSIZE_ANY_EXHDR(body)) < 0 ||
+		pg_hmac_final(ctx, mac, sizeof(mac)) < 0)
+		elog(ERROR, "cobalt: could not compute HMAC-SHA256: %s", pg_hmac_error(ctx));
+	pg_hmac_free(ctx);
+
+	if (VARSIZE_ANY_EXHDR(signature) != 2 * PG_SHA256_DIGEST_LENGTH)
+		PG_RETURN_BOOL(false);
+	for (int i = 0; i < PG_SHA256_DIGEST_LENGTH; i++)
+	{
+		diff |= (unsigned char) (pg_ascii_tolower((unsigned char) sig[2 * i]) ^ hex[mac[i] >> 4]);
+		diff |= (unsigned char) (pg_ascii_tolower((unsigned char) sig[2 * i + 1]) ^ hex[mac[i] & 15]);
+	}
+	PG_RETURN_BOOL(diff == 0);
+}
+
+/*
+ * cobalt_worker_status(): the worker's pid, start time, requests in flight,
+ * jobs polling and due now, and its last error.  pid and started_at are
+ * NULL while no worker runs.
+ */
+Datum
+cobalt_worker_status(PG_FUNCTION_ARGS)
+{
+	TupleDesc	desc;
+	Datum		values[7];
+	bool		nulls[7] = {0};
+	CobaltShared snapshot;
+
+	if (get_call_result_type(fcinfo, NULL, &desc) != TYPEFUNC_COMPOSITE)
+		elog(ERROR, "cobalt: function must return a composite type");
+	if (cobalt_shared == NULL)
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("cobalt is not loaded through shared_preload_libraries"),
+				 errhint("Add cobalt to shared_preload_libraries and restart the server.")));
+
+	SpinLockAcquire(&cobalt_shared->mutex);
+	memcpy(&snapshot, cobalt_shared, sizeof(snapshot));
+	SpinLockRelease(&cobalt_shared->mutex);
+
+	if (snapshot.worker_pid != 0)
+	{
+		values[0] = Int32GetDatum(snapshot.worker_pid);
+		values[1] = TimestampTzGetDatum(snapshot.worker_started_at);
+	}
+	else
+		nulls[0] = nulls[1] = true;
+	values[2] = Int32GetDatum(snapshot.worker_pid ? snapshot.requests_in_flight : 0);
+	values[3] = Int32GetDatum(snapshot.worker_pid ? snapshot.jobs_polling : 0);
+	values[4] = Int64GetDatum(cobalt_store_count_due());
+	if (snapshot.last_error[0] != '\0')
+	{
+		values[5] = CStringGetTextDatum(snapshot.last_error);
+		values[6] = TimestampTzGetDatum(snapshot.last_error_at);
+	}
+	else
+		nulls[5] = nulls[6] = true;
+	PG_RETURN_DATUM(HeapTupleGetDatum(heap_form_tuple(BlessTupleDesc(desc), values, nulls)));
 }

@@ -15,6 +15,8 @@
  */
 #include "postgres.h"
 
+#include <limits.h>
+
 #include "utils/guc.h"
 
 #include "cobalt.h"
@@ -26,6 +28,7 @@ int			cobalt_request_timeout_ms = 30000;
 int			cobalt_max_concurrent_requests = 64;
 int			cobalt_late_check_interval_ms = 60000;
 int			cobalt_late_check_window_s = 86400;
+int			cobalt_retention_s = 30 * 86400;
 
 /* cobalt.api_url must be an absolute http or https URL. */
 static bool
@@ -123,6 +126,15 @@ cobalt_define_settings(void)
 							"0 turns late checks off.",
 							&cobalt_late_check_window_s,
 							86400, 0, 365 * 86400,
+							PGC_SIGHUP,
+							GUC_UNIT_S,
+							NULL, NULL, NULL);
+
+	DefineCustomIntVariable("cobalt.retention",
+							"How long finished jobs (succeeded, failed, cancelled) are kept.",
+							"0 keeps them forever. unknown and timed_out jobs are never deleted automatically.",
+							&cobalt_retention_s,
+							30 * 86400, 0, INT_MAX,
 							PGC_SIGHUP,
 							GUC_UNIT_S,
 							NULL, NULL, NULL);

@@ -231,6 +231,11 @@ cobalt_classify_poll(const CobaltHttpRequest *req, time_t now,
 		}
 		else
 			outcome->verdict = COBALT_POLL_SUCCEEDED;
+		/* hand the events over */
+		outcome->events = answer.events;
+		outcome->nevents = answer.nevents;
+		answer.events = NULL;
+		answer.nevents = 0;
 	}
 	cobalt_poll_answer_free(&answer);
 }
@@ -241,6 +246,7 @@ cobalt_poll_outcome_free(CobaltPollOutcome *outcome)
 	free(outcome->event_type);
 	free(outcome->result_json);
 	free(outcome->error);
+	cobalt_events_free(outcome->events, outcome->nevents);
 	memset(outcome, 0, sizeof(*outcome));
 }
 

@@ -32,10 +32,12 @@
 #include "access/xact.h"
 #include "catalog/pg_type.h"
 #include "executor/spi.h"
+#include "lib/stringinfo.h"
 #include "miscadmin.h"
 #include "utils/array.h"
 #include "utils/builtins.h"
 #include "utils/hsearch.h"
+#include "utils/json.h"
 #include "utils/lsyscache.h"
 #include "utils/memutils.h"
 #include "utils/resowner.h"
@@ -50,6 +52,11 @@ typedef struct TokenEntry
 	char		account[ACCOUNT_KEY_SIZE];
 	char	   *token;
 } TokenEntry;
+
+static char *outcome_notice(int64 id, const char *state, const char *operation,
+							const char *account);
+static void send_notices(List *notices);
+static Datum text_array(const char **strings, int n, size_t stride);
 
 /*
  * Prepare a statement once per process.  The plan lives in a long-lived
@@ -267,6 +274,8 @@ int
 cobalt_store_recover_sending(void)
 {
 	int			ret;
+	int			n;
+	List	   *notices = NIL;
 
 	ret = SPI_execute("UPDATE cobalt.jobs SET state = 'unknown', next_due_at = NULL, "
 					  "  finished_at = pg_catalog.now(), "
@@ -276,12 +285,24 @@ cobalt_store_recover_sending(void)
 					  "    pg_catalog.jsonb_build_array(pg_catalog.jsonb_build_object("
 					  "      'attempt', attempts, 'at', pg_catalog.now(), "
 					  "      'error', 'interrupted while sending')) "
-					  "WHERE next_due_at IS NOT NULL AND state OPERATOR(pg_catalog.=) 'sending'",
+					  "WHERE next_due_at IS NOT NULL AND state OPERATOR(pg_catalog.=) 'sending' "
+					  "RETURNING id, operation, account",
 					  false, 0);
-	if (ret != SPI_OK_UPDATE)
+	if (ret != SPI_OK_UPDATE_RETURNING)
 		elog(ERROR, "cobalt: recovering interrupted jobs failed: %s",
 			 SPI_result_code_string(ret));
-	return (int) SPI_processed;
+	n = (int) SPI_processed;
+	for (uint64 r = 0; r < SPI_processed; r++)
+	{
+		HeapTuple	tuple = SPI_tuptable->vals[r];
+		TupleDesc	desc = SPI_tuptable->tupdesc;
+
+		notices = lappend(notices,
+						  outcome_notice(int64_column(tuple, desc, 1, 0), COBALT_STATE_UNKNOWN,
+										 text_column(tuple, desc, 2), text_column(tuple, desc, 3)));
+	}
+	send_notices(notices);
+	return n;
 }
 
 /* Read the CobaltPolledJob columns (id, account, remote_job_id, timeout_at). */
@@ -498,6 +519,58 @@ get_finished(CobaltJobUpdate *u)
 #define UPDATE_TEXT_ARRAY(field) \
 	text_array(&updates[0].field, n, sizeof(CobaltJobUpdate))
 
+/* The outcomes applications hear about on channel cobalt_jobs. */
+static bool
+state_is_notified(const char *state)
+{
+	return strcmp(state, COBALT_STATE_SUCCEEDED) == 0 ||
+		strcmp(state, COBALT_STATE_FAILED) == 0 ||
+		strcmp(state, COBALT_STATE_TIMED_OUT) == 0 ||
+		strcmp(state, COBALT_STATE_UNKNOWN) == 0;
+}
+
+/* {"job_id":…,"state":…,"operation":…,"account":…} */
+static char *
+outcome_notice(int64 id, const char *state, const char *operation, const char *account)
+{
+	StringInfoData buf;
+
+	initStringInfo(&buf);
+	appendStringInfo(&buf, "{\"job_id\": " INT64_FORMAT ", \"state\": ", id);
+	escape_json(&buf, state);
+	appendStringInfoString(&buf, ", \"operation\": ");
+	escape_json(&buf, operation ? operation : "");
+	appendStringInfoString(&buf, ", \"account\": ");
+	escape_json(&buf, account ? account : "");
+	appendStringInfoChar(&buf, '}');
+	return buf.data;
+}
+
+/* NOTIFY cobalt_jobs once per notice, delivered when the transaction commits. */
+static void
+send_notices(List *notices)
+{
+	static SPIPlanPtr plan = NULL;
+	Oid			types[1] = {TEXTARRAYOID};
+	Datum		values[1];
+	const char **texts;
+	int			n = list_length(notices);
+	ListCell   *lc;
+	int			i = 0;
+
+	if (n == 0)
+		return;
+	texts = palloc(sizeof(char *) * n);
+	foreach(lc, notices)
+		texts[i++] = lfirst(lc);
+	prepare_once(&plan,
+				 "SELECT pg_catalog.pg_notify('cobalt_jobs', p) FROM pg_catalog.unnest($1) p",
+				 1, types);
+	values[0] = text_array(texts, n, sizeof(char *));
+	if (SPI_execute_plan(plan, values, NULL, false, 0) != SPI_OK_SELECT)
+		elog(ERROR, "cobalt: sending notifications failed");
+}
+
 /*
  * Run one batch UPDATE for updates[0..n-1] and mark the applied ones.
  * Errors propagate to the caller.
@@ -510,6 +583,7 @@ run_update_batch(CobaltJobUpdate *updates, int n)
 		INT4ARRAYOID, TEXTARRAYOID, TEXTARRAYOID, TEXTARRAYOID, TEXTARRAYOID,
 	TEXTARRAYOID, INT8ARRAYOID, INT8ARRAYOID, BOOLARRAYOID};
 	Datum		values[13];
+	List	   *notices;
 
 	prepare_once(&plan,
 				 "UPDATE cobalt.jobs j SET "
@@ -527,7 +601,8 @@ run_update_batch(CobaltJobUpdate *updates, int n)
 				 "    ELSE j.attempt_errors OPERATOR(pg_catalog.||) pg_catalog.jsonb_build_array("
 				 "      pg_catalog.jsonb_build_object('attempt', j.attempts, 'at', pg_catalog.now(), "
 				 "        'http_status', NULLIF(u.http_status, 0), 'error', u.attempt_error)) END, "
-				 "  next_due_at = CASE WHEN u.next_due_ms OPERATOR(pg_catalog.<) 0 THEN NULL "
+				 "  next_due_at = CASE WHEN u.finished OR u.next_due_ms OPERATOR(pg_catalog.=) -1 THEN NULL "
+				 "    WHEN u.next_due_ms OPERATOR(pg_catalog.<) 0 THEN j.next_due_at "
 				 "    ELSE pg_catalog.now() OPERATOR(pg_catalog.+) "
 				 "         pg_catalog.make_interval(secs => u.next_due_ms OPERATOR(pg_catalog./) 1000.0) END, "
 				 "  accepted_at = CASE WHEN u.timeout_ms OPERATOR(pg_catalog.>=) 0 "
@@ -546,7 +621,7 @@ run_update_batch(CobaltJobUpdate *updates, int n)
 				 "       result, error, last_error, attempt_error, next_due_ms, timeout_ms, finished) "
 				 "WHERE j.id OPERATOR(pg_catalog.=) u.id "
 				 "  AND j.state OPERATOR(pg_catalog.=) u.from_state "
-				 "RETURNING j.id",
+				 "RETURNING j.id, j.operation, j.account",
 				 13, types);
 
 	values[0] = value_array(updates, n, INT8OID, get_id);
@@ -566,22 +641,35 @@ run_update_batch(CobaltJobUpdate *updates, int n)
 	if (SPI_execute_plan(plan, values, NULL, false, 0) != SPI_OK_UPDATE_RETURNING)
 		elog(ERROR, "cobalt: recording job outcomes failed");
 
+	notices = NIL;
 	for (uint64 r = 0; r < SPI_processed; r++)
 	{
-		int64		id = int64_column(SPI_tuptable->vals[r], SPI_tuptable->tupdesc, 1, 0);
+		HeapTuple	tuple = SPI_tuptable->vals[r];
+		TupleDesc	desc = SPI_tuptable->tupdesc;
+		int64		id = int64_column(tuple, desc, 1, 0);
 
 		for (int i = 0; i < n; i++)
-			if (updates[i].job_id == id)
-				updates[i].applied = true;
+		{
+			CobaltJobUpdate *u = &updates[i];
+
+			if (u->job_id != id)
+				continue;
+			u->applied = true;
+			if (strcmp(u->from_state, u->to_state) != 0 && state_is_notified(u->to_state))
+				notices = lappend(notices,
+								  outcome_notice(id, u->to_state, text_column(tuple, desc, 2),
+												 text_column(tuple, desc, 3)));
+		}
 	}
+	send_notices(notices);
 }
 
 /*
- * Run run_update_batch in a subtransaction; on error, log it, roll the
+ * Run fn(arg) in a subtransaction; on error, log it as "what", roll the
  * subtransaction back and return false.
  */
 static bool
-try_update_batch(CobaltJobUpdate *updates, int n)
+try_in_subtransaction(void (*fn) (void *), void *arg, const char *what)
 {
 	MemoryContext oldcxt = CurrentMemoryContext;
 	ResourceOwner oldowner = CurrentResourceOwner;
@@ -591,7 +679,7 @@ try_update_batch(CobaltJobUpdate *updates, int n)
 	MemoryContextSwitchTo(oldcxt);
 	PG_TRY();
 	{
-		run_update_batch(updates, n);
+		fn(arg);
 		ReleaseCurrentSubTransaction();
 	}
 	PG_CATCH();
@@ -603,8 +691,8 @@ try_update_batch(CobaltJobUpdate *updates, int n)
 		FlushErrorState();
 		RollbackAndReleaseCurrentSubTransaction();
 		ereport(WARNING,
-				(errmsg("cobalt worker could not record %d job outcome(s): %s",
-						n, edata->message)));
+				(errmsg("cobalt worker could not %s: %s", what, edata->message)));
+		cobalt_report_worker_error(edata->message);
 		FreeErrorData(edata);
 		ok = false;
 	}
@@ -612,6 +700,28 @@ try_update_batch(CobaltJobUpdate *updates, int n)
 	MemoryContextSwitchTo(oldcxt);
 	CurrentResourceOwner = oldowner;
 	return ok;
+}
+
+typedef struct UpdateBatch
+{
+	CobaltJobUpdate *updates;
+	int			n;
+} UpdateBatch;
+
+static void
+update_batch_fn(void *arg)
+{
+	UpdateBatch *b = arg;
+
+	run_update_batch(b->updates, b->n);
+}
+
+static bool
+try_update_batch(CobaltJobUpdate *updates, int n)
+{
+	UpdateBatch b = {updates, n};
+
+	return try_in_subtransaction(update_batch_fn, &b, "record job outcomes");
 }
 
 /*
@@ -637,6 +747,131 @@ cobalt_store_apply_updates(CobaltJobUpdate *updates, int n)
 			elog(WARNING, "cobalt worker could not record the outcome of job %lld",
 				 (long long) updates[i].job_id);
 	}
+}
+
+typedef struct EventBatch
+{
+	CobaltPolledEvent *events;
+	int			n;
+} EventBatch;
+
+static void
+insert_events_fn(void *arg)
+{
+	static SPIPlanPtr plan = NULL;
+	EventBatch *b = arg;
+	Oid			types[5] = {INT8ARRAYOID, TEXTARRAYOID, TEXTARRAYOID, TEXTARRAYOID, TEXTARRAYOID};
+	Datum		values[5];
+	Datum	   *ids = palloc(sizeof(Datum) * b->n);
+
+	prepare_once(&plan,
+				 "INSERT INTO cobalt.events (job_id, remote_job_id, event_id, event_type, data, source) "
+				 "SELECT e.job_id, e.remote_job_id, e.event_id, e.event_type, e.data::pg_catalog.jsonb, 'poll' "
+				 "FROM ROWS FROM (pg_catalog.unnest($1), pg_catalog.unnest($2), pg_catalog.unnest($3), "
+				 "                pg_catalog.unnest($4), pg_catalog.unnest($5)) "
+				 "     AS e(job_id, remote_job_id, event_id, event_type, data) "
+				 "WHERE EXISTS (SELECT 1 FROM cobalt.jobs j WHERE j.id OPERATOR(pg_catalog.=) e.job_id) "
+				 "ON CONFLICT DO NOTHING",
+				 5, types);
+	for (int i = 0; i < b->n; i++)
+		ids[i] = Int64GetDatum(b->events[i].job_id);
+	values[0] = PointerGetDatum(construct_array(ids, b->n, INT8OID, 8, true, TYPALIGN_DOUBLE));
+	values[1] = text_array(&b->events[0].remote_job_id, b->n, sizeof(CobaltPolledEvent));
+	values[2] = text_array(&b->events[0].event_id, b->n, sizeof(CobaltPolledEvent));
+	values[3] = text_array(&b->events[0].event_type, b->n, sizeof(CobaltPolledEvent));
+	values[4] = text_array(&b->events[0].data_json, b->n, sizeof(CobaltPolledEvent));
+	if (SPI_execute_plan(plan, values, NULL, false, 0) != SPI_OK_INSERT)
+		elog(ERROR, "cobalt: recording polled events failed");
+}
+
+/*
+ * Keep the events polls brought in cobalt.events, one row per distinct
+ * event (an event already delivered by webhook is not stored twice).
+ */
+void
+cobalt_store_insert_events(CobaltPolledEvent *events, int n)
+{
+	if (n == 0)
+		return;
+	if (!try_in_subtransaction(insert_events_fn, &(EventBatch) {events, n}, "record polled events"))
+		for (int i = 0; i < n; i++)
+			(void) try_in_subtransaction(insert_events_fn, &(EventBatch) {&events[i], 1},
+										 "record a polled event");
+}
+
+typedef struct Expiry
+{
+	int64		retention_s;
+	int			limit;
+	int			deleted;
+} Expiry;
+
+static void
+delete_expired_fn(void *arg)
+{
+	static SPIPlanPtr jobs_plan = NULL;
+	static SPIPlanPtr events_plan = NULL;
+	Expiry	   *x = arg;
+	Oid			types[2] = {INT8OID, INT4OID};
+	Datum		values[2];
+
+	prepare_once(&jobs_plan,
+				 "WITH doomed AS ("
+				 "  SELECT id FROM cobalt.jobs "
+				 "   WHERE finished_at OPERATOR(pg_catalog.<) "
+				 "         (pg_catalog.now() OPERATOR(pg_catalog.-) pg_catalog.make_interval(secs => $1)) "
+				 "     AND state OPERATOR(pg_catalog.=) ANY ('{succeeded,failed,cancelled}'::pg_catalog.text[]) "
+				 "   ORDER BY finished_at LIMIT $2 FOR UPDATE SKIP LOCKED) "
+				 "DELETE FROM cobalt.jobs j USING doomed WHERE j.id OPERATOR(pg_catalog.=) doomed.id",
+				 2, types);
+	prepare_once(&events_plan,
+				 "DELETE FROM cobalt.events WHERE id OPERATOR(pg_catalog.=) ANY (ARRAY("
+				 "  SELECT id FROM cobalt.events WHERE job_id IS NULL "
+				 "     AND received_at OPERATOR(pg_catalog.<) "
+				 "         (pg_catalog.now() OPERATOR(pg_catalog.-) pg_catalog.make_interval(secs => $1)) "
+				 "   ORDER BY received_at LIMIT $2))",
+				 2, types);
+	values[0] = Int64GetDatum(x->retention_s);
+	values[1] = Int32GetDatum(x->limit);
+	if (SPI_execute_plan(jobs_plan, values, NULL, false, 0) != SPI_OK_DELETE)
+		elog(ERROR, "cobalt: deleting expired jobs failed");
+	x->deleted = (int) SPI_processed;
+	if (SPI_execute_plan(events_plan, values, NULL, false, 0) != SPI_OK_DELETE)
+		elog(ERROR, "cobalt: deleting expired events failed");
+}
+
+/*
+ * Delete up to "limit" jobs that finished (succeeded, failed, cancelled)
+ * more than retention_s ago, with their events, and as many unmatched
+ * events; never unknown or timed_out jobs.  A failure is logged and does
+ * not hold back the rest of the worker's transaction.  Returns the jobs
+ * deleted.
+ */
+int
+cobalt_store_delete_expired(int64 retention_s, int limit)
+{
+	Expiry		x = {retention_s, limit, 0};
+
+	if (!try_in_subtransaction(delete_expired_fn, &x, "delete expired jobs"))
+		return 0;
+	return x.deleted;
+}
+
+/* Jobs due now (queued or due for a late check).  Connects to SPI itself. */
+int64
+cobalt_store_count_due(void)
+{
+	int64		n = 0;
+	bool		isnull;
+
+	SPI_connect();
+	if (SPI_execute("SELECT pg_catalog.count(*) FROM cobalt.jobs "
+					"WHERE next_due_at OPERATOR(pg_catalog.<=) pg_catalog.now() "
+					"  AND state OPERATOR(pg_catalog.=) ANY ('{queued,timed_out}'::pg_catalog.text[])",
+					true, 1) == SPI_OK_SELECT && SPI_processed == 1)
+		n = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
+	SPI_finish();
+	return n;
 }
 
 /*

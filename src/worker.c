@@ -62,6 +62,8 @@
 #define FALLBACK_SCAN_MS				1000
 #define CREDENTIALS_RELOAD_MS			10000
 #define SHUTDOWN_GRACE_MS				500
+#define RETENTION_EVERY_MS				1000
+#define RETENTION_BATCH					500
 
 typedef enum RequestKind
 {
@@ -89,6 +91,7 @@ typedef struct WorkerRequest
 	MemoryContext cxt;
 	RequestKind kind;
 	const char *from_state;		/* polls: the state the job is polled in */
+	char	   *remote_job_id;	/* polls */
 	int64		job_id;
 	int			attempts;
 	TimestampTz created_at;
@@ -121,6 +124,12 @@ static CobaltJobUpdate *pending;
 static Followup *followups;
 static int	npending = 0;
 static int	pending_cap = 0;
+
+static CobaltPolledEvent *pending_events;	/* in pending_cxt */
+static int	npending_events = 0;
+static int	pending_events_cap = 0;
+static TimestampTz retention_ran_at = 0;
+static bool retention_behind = false;	/* the last batch was full */
 
 static CobaltCredentials creds;
 static uint64 creds_generation = 0;
@@ -209,7 +218,7 @@ add_pending(int64 job_id, const char *from_state, const char *to_state,
 	u->job_id = job_id;
 	u->from_state = from_state;
 	u->to_state = to_state;
-	u->next_due_ms = -1;
+	u->next_due_ms = COBALT_DUE_KEEP;
 	u->timeout_ms = -1;
 	memset(&followups[npending], 0, sizeof(Followup));
 	if (followup)
@@ -222,6 +231,27 @@ static char *
 pending_strdup(const char *s)
 {
 	return s ? MemoryContextStrdup(pending_cxt, s) : NULL;
+}
+
+/* Keep an event a poll brought, for cobalt.events. */
+static void
+add_pending_event(WorkerRequest *wr, CobaltEvent *ev)
+{
+	CobaltPolledEvent *e;
+
+	if (npending_events == pending_events_cap)
+	{
+		pending_events_cap = pending_events_cap ? pending_events_cap * 2 : 64;
+		pending_events = pending_events ?
+			repalloc(pending_events, sizeof(CobaltPolledEvent) * pending_events_cap) :
+			MemoryContextAlloc(pending_cxt, sizeof(CobaltPolledEvent) * pending_events_cap);
+	}
+	e = &pending_events[npending_events++];
+	e->job_id = wr->job_id;
+	e->remote_job_id = pending_strdup(wr->remote_job_id);
+	e->event_id = pending_strdup(ev->event_id);
+	e->event_type = pending_strdup(ev->event_type);
+	e->data_json = pending_strdup(ev->data_json);
 }
 
 static double
@@ -243,6 +273,8 @@ record_send(WorkerRequest *wr)
 	TimestampTz now = GetCurrentTimestamp();
 
 	cobalt_classify_send(&wr->http, time(NULL), &out);
+	if (out.verdict == COBALT_SEND_RETRY || out.verdict == COBALT_SEND_UNKNOWN)
+		cobalt_report_worker_error(out.error);
 	switch (out.verdict)
 	{
 		case COBALT_SEND_ACCEPTED:
@@ -322,6 +354,7 @@ record_poll(WorkerRequest *wr)
 				schedule_poll(entry, cobalt_poll_interval_ms);
 			break;
 		case COBALT_POLL_ERROR:
+			cobalt_report_worker_error(out.error);
 			u = add_pending(wr->job_id, from, from, NULL);
 			u->last_error = pending_strdup(out.error);
 			if (entry)
@@ -329,6 +362,8 @@ record_poll(WorkerRequest *wr)
 			break;
 		case COBALT_POLL_SUCCEEDED:
 		case COBALT_POLL_FAILED:
+			for (int i = 0; i < out.nevents; i++)
+				add_pending_event(wr, &out.events[i]);
 			u = add_pending(wr->job_id, from,
 							out.verdict == COBALT_POLL_SUCCEEDED ?
 							COBALT_STATE_SUCCEEDED : COBALT_STATE_FAILED, &f);
@@ -390,6 +425,7 @@ new_poll_request(RequestKind kind, int64 job_id, const char *account,
 		elog(ERROR, "out of memory");
 	wr->http.method = "GET";
 	wr->from_state = COBALT_STATE_POLLING;
+	wr->remote_job_id = MemoryContextStrdup(wr->cxt, remote_job_id);
 	wr->http.url = MemoryContextStrdup(wr->cxt,
 									   psprintf("%s/webhook-events?job_id=%s",
 												cobalt_api_url, escaped));
@@ -447,7 +483,7 @@ start_due_polls(int budget)
 
 			u = add_pending(entry->job_id, COBALT_STATE_POLLING, COBALT_STATE_TIMED_OUT, &f);
 			u->next_due_ms = cobalt_late_check_window_s > 0 ?
-				cobalt_late_check_interval_ms : -1;
+				cobalt_late_check_interval_ms : COBALT_DUE_NONE;
 			u->error = "no outcome within the operation's timeout; still checked (see cobalt.late_check_interval)";
 			f->entry = entry;
 			continue;
@@ -458,6 +494,31 @@ start_due_polls(int budget)
 		start_request(wr);
 		budget--;
 	}
+}
+
+/*
+ * After the poll interval was shortened: no job waits longer than the new
+ * interval for its next poll.  Rebuilds the heap (a rare event).
+ */
+static void
+bring_polls_forward(int interval_ms)
+{
+	TimestampTz latest = TimestampTzPlusMilliseconds(GetCurrentTimestamp(), interval_ms);
+	List	   *entries = NIL;
+	ListCell   *lc;
+
+	while (!pairingheap_is_empty(poll_heap))
+		entries = lappend(entries, pairingheap_container(PollEntry, node,
+														 pairingheap_remove_first(poll_heap)));
+	foreach(lc, entries)
+	{
+		PollEntry  *entry = lfirst(lc);
+
+		if (entry->next_poll_at > latest)
+			entry->next_poll_at = latest;
+		pairingheap_add(poll_heap, &entry->node);
+	}
+	list_free(entries);
 }
 
 /* Milliseconds until the next poll is due (-1: none scheduled). */
@@ -486,6 +547,9 @@ reset_state(void)
 	poll_heap = new_poll_heap();
 	npolling = 0;
 	npending = 0;
+	npending_events = 0;
+	pending_events = NULL;
+	pending_events_cap = 0;
 	MemoryContextReset(pending_cxt);
 	creds_loaded = false;
 }
@@ -626,6 +690,15 @@ tick(int claim_budget)
 	maybe_reload_credentials();
 
 	cobalt_store_apply_updates(pending, npending);
+	cobalt_store_insert_events(pending_events, npending_events);
+
+	if (cobalt_retention_s > 0 &&
+		(retention_behind ||
+		 TimestampDifferenceExceeds(retention_ran_at, GetCurrentTimestamp(), RETENTION_EVERY_MS)))
+	{
+		retention_behind = cobalt_store_delete_expired(cobalt_retention_s, RETENTION_BATCH) >= RETENTION_BATCH;
+		retention_ran_at = GetCurrentTimestamp();
+	}
 
 	old = MemoryContextSwitchTo(loop_cxt);
 	claimed = claim_budget > 0 ? cobalt_store_claim_queued(claim_budget) : NIL;
@@ -687,6 +760,9 @@ after_commit(void)
 			free_poll_entry(f->entry);
 	}
 	npending = 0;
+	npending_events = 0;
+	pending_events = NULL;
+	pending_events_cap = 0;
 	MemoryContextReset(pending_cxt);
 
 	if (any_final_committed)
@@ -740,7 +816,12 @@ run_tick(int claim_budget)
 	}
 	PG_CATCH();
 	{
+		ErrorData  *edata;
+
 		MemoryContextSwitchTo(old);
+		edata = CopyErrorData();
+		cobalt_report_worker_error(edata->message);
+		FreeErrorData(edata);
 		EmitErrorReport();
 		FlushErrorState();
 		AbortCurrentTransaction();
@@ -763,6 +844,30 @@ drive_http(void)
 	bool		discard = false;
 
 	(void) cobalt_http_perform(http, request_done, &discard);
+}
+
+/* Publish what the worker is doing: pg_stat_activity and cobalt_worker_status(). */
+static void
+report_progress(void)
+{
+	static int	last_in_flight = -1;
+	static int	last_polling = -1;
+	int			in_flight = cobalt_http_in_flight(http);
+	char		activity[128];
+
+	SpinLockAcquire(&cobalt_shared->mutex);
+	cobalt_shared->requests_in_flight = in_flight;
+	cobalt_shared->jobs_polling = npolling;
+	SpinLockRelease(&cobalt_shared->mutex);
+
+	if (in_flight == last_in_flight && npolling == last_polling)
+		return;
+	last_in_flight = in_flight;
+	last_polling = npolling;
+	snprintf(activity, sizeof(activity),
+			 "cobalt: waiting; %d request(s) in flight, %d job(s) polling",
+			 in_flight, npolling);
+	pgstat_report_activity(STATE_IDLE, activity);
 }
 
 static void
@@ -873,9 +978,13 @@ cobalt_worker_main(Datum main_arg)
 
 		if (ConfigReloadPending)
 		{
+			int			old_interval = cobalt_poll_interval_ms;
+
 			ConfigReloadPending = false;
 			ProcessConfigFile(PGC_SIGHUP);
 			cobalt_http_set_max_connections(http, cobalt_max_concurrent_requests);
+			if (cobalt_poll_interval_ms < old_interval)
+				bring_polls_forward(cobalt_poll_interval_ms);
 			woken = true;
 		}
 
@@ -911,7 +1020,7 @@ cobalt_worker_main(Datum main_arg)
 			(more_queued && cobalt_http_in_flight(http) < cobalt_max_concurrent_requests))
 			timeout = 0;
 
-		pgstat_report_activity(STATE_IDLE, NULL);
+		report_progress();
 		rc = WaitLatchOrSocket(MyLatch,
 							   WL_LATCH_SET | WL_SOCKET_READABLE | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
 							   cobalt_http_wait_fd(http), timeout, PG_WAIT_EXTENSION);

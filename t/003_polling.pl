@@ -61,6 +61,17 @@ is(wait_for_state($node, $id, 'succeeded'), 'succeeded', 'then succeeds');
 is(job_row($node, $id)->{last_error}, undef, 'last_error cleared at the outcome');
 is(job_row($node, $id)->{attempts}, 1, 'failed polls never resend the job');
 
+# a failed poll keeps the job due: after a restart it is still polled
+mock_config($mock, { polls_fail => '500' });
+$id = submit($node, 'appointment.create', { mrn => '1' });
+ok(wait_until(sub { ($node->safe_psql('app', "SELECT last_error FROM cobalt.jobs WHERE id = $id")) =~ /500/ }),
+	'polls failing for every job');
+is($node->safe_psql('app', "SELECT next_due_at = timeout_at FROM cobalt.jobs WHERE id = $id"), 't',
+	'a failed poll leaves the job due at its timeout');
+$node->restart;
+mock_config($mock, { polls_fail => undef });
+is(wait_for_state($node, $id, 'succeeded'), 'succeeded', 'after a restart the job is polled again and succeeds');
+
 for my $fault (qw(429 malformed reset))
 {
 	$id = submit($node, 'appointment.create', { mrn => '1', _mock => { poll => $fault, poll_times => 2 } });
