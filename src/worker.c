@@ -554,6 +554,19 @@ reset_state(void)
 	creds_loaded = false;
 }
 
+/*
+ * Queue a request to start after the tick commits.  The list must outlive
+ * the tick's transaction (whose memory is gone by then).
+ */
+static void
+add_ready_request(WorkerRequest *wr)
+{
+	MemoryContext old = MemoryContextSwitchTo(worker_cxt);
+
+	ready_requests = lappend(ready_requests, wr);
+	MemoryContextSwitchTo(old);
+}
+
 /* Build the request for a claimed job; a job that cannot be sent fails. */
 static void
 prepare_send(CobaltClaimedJob *job)
@@ -590,7 +603,7 @@ prepare_send(CobaltClaimedJob *job)
 	wr->http.body_len = spec.body_len;
 	wr->http.form = spec.form;
 	wr->http.nform = spec.nform;
-	ready_requests = lappend(ready_requests, wr);
+	add_ready_request(wr);
 }
 
 /* Reload credentials when told to, when stale, or not yet loaded. */
@@ -730,7 +743,7 @@ tick(int claim_budget)
 								  job->remote_job_id);
 			if (strcmp(job->state, COBALT_STATE_TIMED_OUT) == 0)
 				wr->from_state = COBALT_STATE_TIMED_OUT;
-			ready_requests = lappend(ready_requests, wr);
+			add_ready_request(wr);
 		}
 	}
 	return true;
@@ -773,6 +786,7 @@ after_commit(void)
 
 	foreach(lc, ready_requests)
 		start_request(lfirst(lc));
+	list_free(ready_requests);
 	ready_requests = NIL;
 }
 
@@ -783,6 +797,7 @@ drop_ready_requests(void)
 
 	foreach(lc, ready_requests)
 		MemoryContextDelete(((WorkerRequest *) lfirst(lc))->cxt);
+	list_free(ready_requests);
 	ready_requests = NIL;
 }
 
