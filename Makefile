@@ -31,3 +31,7 @@ PG_CFLAGS = -Wall -Wextra -Wno-unused-parameter -Wno-sign-compare -Wno-missing-f
 
 PGXS := $(shell $(PG_CONFIG) --pgxs)
 include $(PGXS)
+
+# PGXS tracks no header dependencies: a struct changed in a header must
+# rebuild every object (a stale one reads shared memory at old offsets).
+$(OBJS): src/cobalt.h src/cobalt_pure.h

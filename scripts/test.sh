@@ -6,10 +6,12 @@
 # installs what it needs (apt-get), builds with warnings as errors, installs
 # the extension, then runs
 #   1. the unit tests of the plain-C layer (AddressSanitizer),
-#   2. the mock Cobalt server's self-test,
-#   3. the pg_regress suite, against a throwaway server it starts and stops,
-#   4. the TAP suite (each test starts its own clusters and mock Cobalt).
-# PostgreSQL refuses to run as root, so 3 and 4 run as "postgres" from a
+#   2. a bounded libFuzzer run over the answer parsers (FUZZ_SECONDS, 60),
+#   3. the mock Cobalt server's self-test,
+#   4. the pg_regress suite, against a throwaway server it starts and stops,
+#   5. the TAP suite (each test starts its own clusters and mock Cobalt),
+#   6. a smoke run of the benchmark (a few seconds).
+# PostgreSQL refuses to run as root, so 4 and 5 run as "postgres" from a
 # copy of the tree that user owns.  The last line is "N passed, N failed".
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -44,6 +46,16 @@ echo "=== unit tests (plain C, AddressSanitizer) ==="
 unit_out=$(make -s -C test/unit check 2>&1)
 echo "$unit_out"
 line=$(echo "$unit_out" | grep -E '^[0-9]+ passed, [0-9]+ failed$' | tail -n 1)
+if [ -n "$line" ]; then
+	count "$(echo "$line" | cut -d' ' -f1)" "$(echo "$line" | cut -d' ' -f3)"
+else
+	count 0 1
+fi
+
+echo "=== fuzzing the answer parsers (libFuzzer, ASan, UBSan; ${FUZZ_SECONDS:-60} s) ==="
+fuzz_out=$(bash test/fuzz/run.sh 2>&1)
+echo "$fuzz_out" | tail -n 8
+line=$(echo "$fuzz_out" | grep -E '^[0-9]+ passed, [0-9]+ failed$' | tail -n 1)
 if [ -n "$line" ]; then
 	count "$(echo "$line" | cut -d' ' -f1)" "$(echo "$line" | cut -d' ' -f3)"
 else
@@ -103,6 +115,15 @@ if [ "$failed" -ne 0 ] && [ -d "$work/src/tmp_check/log" ]; then
 			tail -n 60 "$f"
 		fi
 	done
+fi
+
+echo "=== benchmark smoke run ==="
+bench_out=$(COBALT_SKIP_BUILD=1 bash bench/run.sh --smoke 2>&1)
+echo "$bench_out" | tail -n 30
+if echo "$bench_out" | grep -q '^bench smoke: 1 passed, 0 failed$'; then
+	count 1 0
+else
+	count 0 1
 fi
 
 echo

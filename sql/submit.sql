@@ -207,3 +207,23 @@ SELECT payload->>'body' AS body, state FROM cobalt.jobs WHERE id = :kept_job;
 -- Every job so far is queued and due, none attempted.
 SELECT state, attempts, count(*) AS jobs, bool_and(next_due_at IS NOT NULL) AS all_due
 FROM cobalt.jobs GROUP BY state, attempts;
+
+-- The statements cobalt_submit runs are schema-qualified and run with the
+-- search path pinned: same-named functions and operators placed early on
+-- the caller's search_path are never called.
+CREATE SCHEMA regress_hostile;
+CREATE FUNCTION regress_hostile.always_equal(text, text) RETURNS boolean
+    LANGUAGE sql AS 'SELECT true';
+CREATE OPERATOR regress_hostile.= (LEFTARG = text, RIGHTARG = text,
+                                   PROCEDURE = regress_hostile.always_equal);
+CREATE FUNCTION regress_hostile.now() RETURNS timestamptz
+    LANGUAGE sql AS $$SELECT '2000-01-01'::timestamptz$$;
+SET search_path = regress_hostile, public, pg_catalog;
+SELECT 'x'::text = 'y'::text AS hostile_operator_in_effect;
+SELECT cobalt_submit('no.such_operation', '{"mrn": "1"}');
+SELECT cobalt_submit('patient.create', '{"mrn": "hostile"}', 'no-such-account');
+SELECT cobalt_submit('patient.create', '{"mrn": "hostile"}', 'clinic-a') AS hostile_job \gset
+RESET search_path;
+SELECT next_due_at > '2001-01-01' AS real_now_used FROM cobalt.jobs WHERE id = :hostile_job;
+DELETE FROM cobalt.jobs WHERE id = :hostile_job;
+DROP SCHEMA regress_hostile CASCADE;

@@ -69,7 +69,10 @@ cobalt_shmem_startup(void)
 	LWLockRelease(AddinShmemInitLock);
 }
 
-/* Set the worker's latch, if a worker runs. */
+/*
+ * Set the worker's latch, if a worker runs and serves this database (jobs
+ * submitted elsewhere are never its business).
+ */
 void
 cobalt_wake_worker(void)
 {
@@ -78,7 +81,7 @@ cobalt_wake_worker(void)
 	if (cobalt_shared == NULL)
 		return;
 	SpinLockAcquire(&cobalt_shared->mutex);
-	latch = cobalt_shared->worker_latch;
+	latch = (cobalt_shared->worker_dboid == MyDatabaseId) ? cobalt_shared->worker_latch : NULL;
 	SpinLockRelease(&cobalt_shared->mutex);
 	if (latch != NULL)
 		SetLatch(latch);

@@ -50,6 +50,7 @@ typedef struct CobaltShared
 	slock_t		mutex;			/* protects the fields below it */
 	pid_t		worker_pid;		/* 0 when no worker runs */
 	Latch	   *worker_latch;	/* the worker's latch, or NULL */
+	Oid			worker_dboid;	/* the database it serves */
 	TimestampTz worker_started_at;
 	uint64		config_generation;	/* bumped when credentials change */
 	int			requests_in_flight; /* as of the worker's last turn */
@@ -196,6 +197,7 @@ typedef struct CobaltCredentials
 extern void cobalt_store_submit_context(const char *operation, const char *account,
 										CobaltSubmitContext *ctx);
 extern char *cobalt_store_operation_list(void);
+extern Oid	cobalt_extension_owner(void);
 extern int64 cobalt_store_insert_job(const char *operation, const char *account,
 									 Jsonb *payload);
 extern HeapTuple cobalt_store_job_status(int64 job_id, TupleDesc *desc,

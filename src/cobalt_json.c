@@ -156,6 +156,8 @@ text_is_safe(const unsigned char *p, size_t len)
 					i++;
 					break;
 				}
+				if (c < 0x20)
+					return false;	/* JSON (and jsonb) want these escaped */
 				if (c == '\\')
 				{
 					int			v;

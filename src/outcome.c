@@ -39,16 +39,26 @@ dup_or_null(const char *s)
 
 static char *format_text(const char *fmt,...) __attribute__((format(printf, 1, 2)));
 
+/*
+ * A malloc'd formatted string, never truncated (a cut could split a UTF-8
+ * character, and the text is stored as-is).
+ */
 static char *
 format_text(const char *fmt,...)
 {
-	char		buf[512];
 	va_list		args;
+	int			len;
+	char	   *out;
 
 	va_start(args, fmt);
-	vsnprintf(buf, sizeof(buf), fmt, args);
+	len = vsnprintf(NULL, 0, fmt, args);
 	va_end(args);
-	return strdup(buf);
+	if (len < 0 || (out = malloc((size_t) len + 1)) == NULL)
+		return NULL;
+	va_start(args, fmt);
+	vsnprintf(out, (size_t) len + 1, fmt, args);
+	va_end(args);
+	return out;
 }
 
 /* Is this HTTP status a definitive rejection of a job-creating request? */

@@ -30,11 +30,14 @@
 
 #include "access/htup_details.h"
 #include "access/xact.h"
+#include "catalog/namespace.h"
+#include "catalog/pg_class.h"
 #include "catalog/pg_type.h"
 #include "executor/spi.h"
 #include "lib/stringinfo.h"
 #include "miscadmin.h"
 #include "utils/array.h"
+#include "utils/syscache.h"
 #include "utils/builtins.h"
 #include "utils/hsearch.h"
 #include "utils/json.h"
@@ -161,6 +164,30 @@ cobalt_store_submit_context(const char *operation, const char *account,
 	ctx->naccounts = (int) pg_strtoint32(text_column(tuple, desc, 8));
 	ctx->account = text_column(tuple, desc, 9);
 	SPI_finish();
+}
+
+/*
+ * The owner of the cobalt extension (who owns its tables), whom
+ * cobalt_submit acts as; ERROR if the extension does not exist.  Three
+ * syscache lookups: cheap enough for every submit.
+ */
+Oid
+cobalt_extension_owner(void)
+{
+	Oid			nsp = get_namespace_oid(COBALT_SCHEMA, true);
+	Oid			relid = OidIsValid(nsp) ? get_relname_relid("jobs", nsp) : InvalidOid;
+	HeapTuple	tuple;
+	Oid			owner;
+
+	if (!OidIsValid(relid) ||
+		!HeapTupleIsValid(tuple = SearchSysCache1(RELOID, ObjectIdGetDatum(relid))))
+		ereport(ERROR,
+				(errcode(ERRCODE_UNDEFINED_OBJECT),
+				 errmsg("table cobalt.jobs does not exist"),
+				 errhint("Run CREATE EXTENSION cobalt.")));
+	owner = ((Form_pg_class) GETSTRUCT(tuple))->relowner;
+	ReleaseSysCache(tuple);
+	return owner;
 }
 
 /*

@@ -63,6 +63,7 @@
 #define CREDENTIALS_RELOAD_MS			10000
 #define SHUTDOWN_GRACE_MS				500
 #define RETENTION_EVERY_MS				1000
+#define MIN_WAKE_GAP_MS					3	/* coalesce commit-time wake-ups */
 #define RETENTION_BATCH					500
 
 typedef enum RequestKind
@@ -931,7 +932,9 @@ cobalt_worker_main(Datum main_arg)
 {
 	char		errbuf[256];
 	TimestampTz next_scan = 0;
+	TimestampTz last_tick = 0;
 	bool		woken = true;
+	bool		wake_deferred = false;
 
 	pqsignal(SIGHUP, SignalHandlerForConfigReload);
 	pqsignal(SIGTERM, SignalHandlerForShutdownRequest);
@@ -973,6 +976,7 @@ cobalt_worker_main(Datum main_arg)
 	}
 	cobalt_shared->worker_pid = MyProcPid;
 	cobalt_shared->worker_latch = MyLatch;
+	cobalt_shared->worker_dboid = MyDatabaseId;
 	cobalt_shared->worker_started_at = GetCurrentTimestamp();
 	SpinLockRelease(&cobalt_shared->mutex);
 	before_shmem_exit(worker_exit, (Datum) 0);
@@ -1008,9 +1012,19 @@ cobalt_worker_main(Datum main_arg)
 		if (OidIsValid(extension_oid))
 			start_due_polls((woken || more_queued) ? free_slots / 2 : free_slots);
 
+		/*
+		 * A busy application commits jobs one by one; ticking at each commit
+		 * would spend the worker's time on transactions.  Wake-ups within a
+		 * few milliseconds of the last tick are served together.
+		 */
 		now = GetCurrentTimestamp();
-		if (woken || more_queued || npending > 0 || now >= next_scan)
+		if (woken && !more_queued && npending == 0 && now < next_scan &&
+			!TimestampDifferenceExceeds(last_tick, now, MIN_WAKE_GAP_MS))
+			wake_deferred = true;
+		else if (woken || more_queued || npending > 0 || now >= next_scan)
 		{
+			last_tick = now;
+			wake_deferred = false;
 			free_slots = cobalt_max_concurrent_requests - cobalt_http_in_flight(http);
 			if (run_tick(Max(free_slots, 0)))
 				next_scan = TimestampTzPlusMilliseconds(GetCurrentTimestamp(),
@@ -1034,6 +1048,8 @@ cobalt_worker_main(Datum main_arg)
 		if (npending > 0 ||
 			(more_queued && cobalt_http_in_flight(http) < cobalt_max_concurrent_requests))
 			timeout = 0;
+		if (wake_deferred)
+			timeout = Min(timeout, MIN_WAKE_GAP_MS);
 
 		report_progress();
 		rc = WaitLatchOrSocket(MyLatch,
@@ -1044,6 +1060,8 @@ cobalt_worker_main(Datum main_arg)
 			ResetLatch(MyLatch);
 			woken = true;
 		}
+		else if (wake_deferred)
+			woken = true;
 		CHECK_FOR_INTERRUPTS();
 		drive_http();
 	}

@@ -17,15 +17,8 @@ my $mock = start_mock();
 my $node = cobalt_node('outcomes', $mock, conf => "cobalt.request_timeout = '2s'\n");
 
 # The job-creating requests that carried a given mock key.
-sub posts_for
-{
-	my ($key) = @_;
-	return scalar grep {
-		$_->{method} ne 'GET' && ref $_->{json} eq 'HASH'
-		  && ref $_->{json}{_mock} eq 'HASH'
-		  && ($_->{json}{_mock}{key} // '') eq $key
-	} @{ mock_requests($mock) };
-}
+# job-creating requests the mock received with this _mock key
+sub posts_for { return post_counts($mock)->{ $_[0] } // 0; }
 
 sub job_with
 {

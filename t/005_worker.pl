@@ -21,14 +21,8 @@ sub worker_pid
 		"SELECT pid FROM pg_stat_activity WHERE backend_type = 'cobalt worker'");
 }
 
-sub posts_for
-{
-	my ($key) = @_;
-	return scalar grep {
-		$_->{method} ne 'GET' && ref $_->{json} eq 'HASH' && ref $_->{json}{_mock} eq 'HASH'
-		  && ($_->{json}{_mock}{key} // '') eq $key
-	} @{ mock_requests($mock) };
-}
+# job-creating requests the mock received with this _mock key
+sub posts_for { return post_counts($mock)->{ $_[0] } // 0; }
 
 ok(wait_until(sub { worker_pid() ne '' }), 'the worker appears in pg_stat_activity');
 is($node->safe_psql('app', "SELECT datname FROM pg_stat_activity WHERE backend_type = 'cobalt worker'"),

@@ -18,18 +18,6 @@ my $mock = start_mock();
 my $node = cobalt_node('crash', $mock, conf => "cobalt.max_concurrent_requests = 50\n"
 	  . "cobalt.request_timeout = '120s'\n" . "restart_after_crash = on\n");
 
-# POSTs per mock key
-sub post_counts
-{
-	my ($m) = @_;
-	my %n;
-	for my $r (@{ mock_requests($m // $mock) })
-	{
-		next if $r->{method} eq 'GET' || ref $r->{json} ne 'HASH' || ref $r->{json}{_mock} ne 'HASH';
-		$n{ $r->{json}{_mock}{key} // '' }++;
-	}
-	return \%n;
-}
 
 sub worker_pid
 {
@@ -58,7 +46,7 @@ sub crash_scenario
 		SELECT cobalt_submit('appointment.create',
 			jsonb_build_object('mrn', i, '_mock', jsonb_build_object('key', '${tag}hang-' || i, 'send', 'hang')))
 		FROM generate_series(1, 50) i});
-	ok(wait_until(sub { (grep { /^${tag}hang-/ } keys %{ post_counts() }) == 50 }, 60),
+	ok(wait_until(sub { (grep { /^${tag}hang-/ } keys %{ post_counts($mock) }) == 50 }, 60),
 		"$name: 50 requests in flight, held by the mock");
 	$node->safe_psql('app', qq{
 		SELECT cobalt_submit('appointment.create',
@@ -79,7 +67,7 @@ sub crash_scenario
 	is($node->safe_psql('app', "SELECT count(*) FROM cobalt.jobs WHERE payload->'_mock'->>'key' LIKE '${tag}queued-%' AND state = 'succeeded'"),
 		'20', "$name: every job that had not been sent succeeded");
 	sleep 2;    # time for any (wrong) resend
-	my $posts = post_counts();
+	my $posts = post_counts($mock);
 	my @bad = grep { /^\Q$tag\E/ && $posts->{$_} != 1 } keys %$posts;
 	is(scalar(grep { /^\Q$tag\E/ } keys %$posts), 70, "$name: all 70 jobs reached the mock");
 	is(scalar @bad, 0, "$name: each was POSTed exactly once" . (@bad ? " (not: @bad)" : ''));
@@ -121,7 +109,7 @@ for my $id (@down)
 {
 	is(wait_for_state($node, $id, 'succeeded', 60), 'succeeded', "job $id goes out once Cobalt is back");
 }
-my $posts = post_counts();
+my $posts = post_counts($mock);
 is(scalar(grep { /^down-/ && $posts->{$_} == 1 } keys %$posts), 5, 'each POSTed exactly once');
 is($posts->{'never-delivered'} // 0, 0, 'the failed one never reached Cobalt');
 
@@ -137,7 +125,7 @@ like(job_row($node, $tls)->{last_error}, qr/could not connect/i, 'as a connectio
 $node->safe_psql('app', "ALTER SYSTEM SET cobalt.api_url = '$mock->{url}'");
 $node->reload;
 is(wait_for_state($node, $tls, 'succeeded', 60), 'succeeded', 'it goes out once the URL is right');
-is(post_counts()->{tls}, 1, 'exactly one POST reached Cobalt');
+is(post_counts($mock)->{tls}, 1, 'exactly one POST reached Cobalt');
 
 # 429 on a send: retried after Retry-After, then sent once more
 my $t429 = submit($node, 'appointment.create',
@@ -167,7 +155,7 @@ sleep 1;
 is(job_row($node, $p500)->{state}, 'polling', 'the job keeps polling');
 mock_config($mock, { polls_fail => undef });
 is(wait_for_state($node, $p500, 'succeeded', 30), 'succeeded', 'and succeeds once polls work again');
-is(post_counts()->{p500}, 1, 'sent once');
+is(post_counts($mock)->{p500}, 1, 'sent once');
 
 $node->stop;
 stop_mock($mock);

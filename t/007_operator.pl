@@ -21,15 +21,8 @@ my $node = cobalt_node('operator', $mock,
 	conf => "cobalt.late_check_window = 0\ncobalt.request_timeout = '5s'\n");
 
 # The job-creating requests that carried a given mock key.
-sub posts_for
-{
-	my ($key) = @_;
-	return scalar grep {
-		$_->{method} ne 'GET' && ref $_->{json} eq 'HASH'
-		  && ref $_->{json}{_mock} eq 'HASH'
-		  && ($_->{json}{_mock}{key} // '') eq $key
-	} @{ mock_requests($mock) };
-}
+# job-creating requests the mock received with this _mock key
+sub posts_for { return post_counts($mock)->{ $_[0] } // 0; }
 
 # The polls of a job (by its remote job id).
 sub polls_for

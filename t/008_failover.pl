@@ -25,12 +25,8 @@ sub workers
 		"SELECT count(*) FROM pg_stat_activity WHERE backend_type = '$type'");
 }
 
-sub posts_for
-{
-	my ($key) = @_;
-	return scalar grep { $_->{method} eq 'POST' && ref $_->{json} eq 'HASH' && ($_->{json}{_mock}{key} // '') eq $key }
-	  @{ mock_requests($mock) };
-}
+# job-creating requests the mock received with this _mock key
+sub posts_for { return post_counts($mock)->{ $_[0] } // 0; }
 
 ok(wait_until(sub { workers($primary, 'cobalt worker') == 1 }), 'the worker runs on the primary');
 sleep 2;

@@ -18,7 +18,7 @@ use PostgreSQL::Test::Utils;
 use Test::More;
 use Time::HiRes qw(time usleep);
 
-our @EXPORT = qw(start_mock stop_mock mock_requests mock_post mock_config
+our @EXPORT = qw(start_mock stop_mock mock_requests mock_post mock_config post_counts
   mock_reset cobalt_node submit wait_for_state wait_until job_row
   api_requests sql_quote);
 
@@ -86,6 +86,19 @@ sub mock_requests
 	die "mock request list failed: $res->{status} $res->{content}"
 	  unless $res->{success};
 	return $json->decode($res->{content});
+}
+
+# How many job-creating requests (not polls) the mock received per _mock key.
+sub post_counts
+{
+	my ($mock) = @_;
+	my %n;
+	for my $r (@{ mock_requests($mock) })
+	{
+		next if $r->{method} eq 'GET' || ref $r->{json} ne 'HASH' || ref $r->{json}{_mock} ne 'HASH';
+		$n{ $r->{json}{_mock}{key} // '' }++;
+	}
+	return \%n;
 }
 
 # The API requests (not control ones) matching method and path prefix.
