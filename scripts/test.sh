@@ -41,36 +41,30 @@ count() {	# count PASSED FAILED
 	passed=$((passed + $1))
 	failed=$((failed + $2))
 }
+count_summary() {	# count the last "N passed, N failed" line of $1 (a failure if none)
+	local line
+	line=$(echo "$1" | grep -E '^[0-9]+ passed, [0-9]+ failed$' | tail -n 1)
+	if [ -n "$line" ]; then
+		count "$(echo "$line" | cut -d' ' -f1)" "$(echo "$line" | cut -d' ' -f3)"
+	else
+		count 0 1
+	fi
+}
 
 echo "=== unit tests (plain C, AddressSanitizer) ==="
 unit_out=$(make -s -C test/unit check 2>&1)
 echo "$unit_out"
-line=$(echo "$unit_out" | grep -E '^[0-9]+ passed, [0-9]+ failed$' | tail -n 1)
-if [ -n "$line" ]; then
-	count "$(echo "$line" | cut -d' ' -f1)" "$(echo "$line" | cut -d' ' -f3)"
-else
-	count 0 1
-fi
+count_summary "$unit_out"
 
 echo "=== fuzzing the answer parsers (libFuzzer, ASan, UBSan; ${FUZZ_SECONDS:-60} s) ==="
 fuzz_out=$(bash test/fuzz/run.sh 2>&1)
 echo "$fuzz_out" | tail -n 8
-line=$(echo "$fuzz_out" | grep -E '^[0-9]+ passed, [0-9]+ failed$' | tail -n 1)
-if [ -n "$line" ]; then
-	count "$(echo "$line" | cut -d' ' -f1)" "$(echo "$line" | cut -d' ' -f3)"
-else
-	count 0 1
-fi
+count_summary "$fuzz_out"
 
 echo "=== mock Cobalt server self-test ==="
 mock_out=$(bash test/mock_cobalt_selftest.sh 2>&1)
 echo "$mock_out" | tail -n 5
-line=$(echo "$mock_out" | grep -E '^[0-9]+ passed, [0-9]+ failed$' | tail -n 1)
-if [ -n "$line" ]; then
-	count "$(echo "$line" | cut -d' ' -f1)" "$(echo "$line" | cut -d' ' -f3)"
-else
-	count 0 1
-fi
+count_summary "$mock_out"
 
 cp -a "$root/." "$work/src"
 chown -R postgres "$work"
