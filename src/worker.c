@@ -107,7 +107,6 @@ typedef struct Followup
 	PollEntry  *entry;			/* entry to free (or keep polling if !applied) */
 	bool		start_polling;	/* create an entry from the update */
 	char	   *account;
-	bool		reschedule;		/* entry goes back into the heap */
 } Followup;
 
 static CobaltHttp *http = NULL;
