@@ -4,11 +4,19 @@
 Run it with Debian's Python (standard library only):
 
     /usr/bin/python3 test/mock_cobalt.py --port 0 --port-file PATH \\
-        [--host 127.0.0.1] [--log FILE]
+        [--host 127.0.0.1] [--log FILE] [--tls-cert FILE --tls-key FILE]
 
 It listens on HOST:PORT (port 0 picks a free port), writes the chosen port
 to PATH atomically once listening, and serves until SIGTERM or SIGINT.  The
 API lives under /v1, so the base URL is http://127.0.0.1:PORT/v1.
+
+HTTPS: with --tls-cert FILE and --tls-key FILE (PEM; both or neither) the
+mock speaks HTTPS only, and the base URL is https://127.0.0.1:PORT/v1.
+Everything else (port file, control endpoints, request log) is the same.
+The TLS handshake runs in the connection's handler thread, bounded by
+TLS_HANDSHAKE_TIMEOUT seconds, so a client that never finishes it (or
+speaks plain HTTP, or does not trust the certificate) cannot hold up other
+clients; its connection is just closed, with one line on stderr.
 
 What it imitates (see /work/shared/COBALT_API.md for the real API):
 
@@ -20,6 +28,20 @@ What it imitates (see /work/shared/COBALT_API.md for the real API):
 
 Tests script each job through a `_mock` object in the request body (a JSON
 field, or a multipart form field holding JSON text); see MockSpec below.
+Besides the API-like faults, three modes answer with whatever a security
+test needs, for the job-creating request (`send`) or for its polls (`poll`):
+
+    "raw"       status, body (text, or base64 bytes: invalid UTF-8, NULs),
+                extra headers and Content-Type exactly as scripted
+    "huge"      200 with a body of exactly `size` bytes, streamed
+                ({"success":true,"pad":"xxx...x"}; at most 64 MiB)
+    "redirect"  a 3xx (default 302) with a Location header
+
+Every answer carries a correct Content-Length.  The mock never answers an
+API request with a credential it was sent: the events' access token
+reference is a counter ("ref_N"), not derived from the token.  (The request
+log under /_mock/requests does record the request headers, credentials
+included, for the tests to check what was sent.)
 
 Control endpoints (no authentication):
 
@@ -32,7 +54,8 @@ Control endpoints (no authentication):
                                    (config is kept; numbering continues)
     GET  /_mock/config          -> the global config
     POST /_mock/config          -> merge a JSON object into the config
-                                   (a null value restores a key's default)
+                                   (a null value restores a key's default;
+                                   see CONFIG_DEFAULTS)
     POST /_mock/raise           -> raise an exception in the handler, to
                                    exercise the error path (answers 500)
 """
@@ -40,6 +63,7 @@ Control endpoints (no authentication):
 from __future__ import annotations
 
 import argparse
+import base64
 import hashlib
 import json
 import math
@@ -49,6 +73,7 @@ import secrets
 import select
 import signal
 import socket
+import ssl
 import struct
 import sys
 import threading
@@ -59,7 +84,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from email import policy as email_policy
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any, Optional
+from typing import Any, Iterable, Iterator, Optional
 
 API_PREFIX = "/v1"
 CONTROL_PREFIX = "/_mock"
@@ -83,14 +108,34 @@ AUTH_HEADERS = ("client_id", "client_secret", "access_token")
 MALFORMED_SEND = b'{"success": true, "job_id": '
 MALFORMED_POLL = b'{"success": true, "webhook_events": ['
 
+# The "huge" answers: HUGE_PREFIX, "x" padding, HUGE_SUFFIX; a size below
+# the two together gets their first `size` bytes.  Streamed in chunks.
+HUGE_PREFIX = b'{"success":true,"pad":"'
+HUGE_SUFFIX = b'"}'
+HUGE_MAX_BYTES = 64 * 1024 * 1024
+HUGE_CHUNK_BYTES = 64 * 1024
+DEFAULT_RAW_CONTENT_TYPE = "application/json"
+# Response headers a "raw" answer may not set: the mock frames the body
+# itself, and the Content-Type comes from content_type.
+RESERVED_RAW_HEADERS = ("content-length", "transfer-encoding",
+                        "content-type")
+HEADER_NAME = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")
+
+# Seconds a client gets to finish the TLS handshake (HTTPS mode).
+TLS_HANDSHAKE_TIMEOUT = 5.0
+
 OUTCOMES = ("success", "failure", "never")
 SEND_MODES = ("ok", "reject", "success_false", "error", "429", "hang",
-              "reset", "malformed", "no_job_id")
-POLL_FAULTS = ("500", "429", "malformed", "hang", "reset")
+              "reset", "malformed", "no_job_id", "raw", "huge", "redirect")
+# The global `polls_fail` takes only the faults that need no other keys.
+GLOBAL_POLL_FAULTS = ("500", "429", "malformed", "hang", "reset")
+POLL_FAULTS = GLOBAL_POLL_FAULTS + ("raw", "huge", "redirect")
 JOB_ID_FORMS = ("string", "number", "data")
 
 CONFIG_DEFAULTS: dict[str, Any] = {
-    "polls_fail": None,            # one of POLL_FAULTS: every poll fails
+    "polls_fail": None,            # one of GLOBAL_POLL_FAULTS: every poll
+                                   # fails (raw, huge and redirect need the
+                                   # poll_* keys of a job's _mock: refused)
     "send_default": None,          # a _mock object for requests without one
     "expect_client_id": None,      # if set, client_id must equal it
     "expect_client_secret": None,  # if set, client_secret must equal it
@@ -206,7 +251,8 @@ def resolve_operation(method: str, subpath: str) -> Operation:
 # ---------------------------------------------------------------------------
 
 def _as_int(raw: dict, name: str, default: Optional[int],
-            minimum: int = 0) -> Optional[int]:
+            minimum: int = 0,
+            maximum: Optional[int] = None) -> Optional[int]:
     value = raw.get(name, default)
     if value is None:
         return None
@@ -218,6 +264,8 @@ def _as_int(raw: dict, name: str, default: Optional[int],
         raise MockError(f"{name} must be an integer") from None
     if number < minimum:
         raise MockError(f"{name} must be at least {minimum}")
+    if maximum is not None and number > maximum:
+        raise MockError(f"{name} must be at most {maximum}")
     return number
 
 
@@ -254,6 +302,88 @@ def _as_text(raw: dict, name: str, default: Optional[str]) -> Optional[str]:
     return str(value)
 
 
+def _check_header_value(name: str, value: str) -> str:
+    """Refuse a header value that would break (or inject) headers."""
+    if "\r" in value or "\n" in value:
+        raise MockError(f"{name} must not contain CR or LF")
+    try:
+        value.encode("latin-1")
+    except UnicodeEncodeError:
+        raise MockError(f"{name} must be Latin-1 text") from None
+    return value
+
+
+def _as_header_value(raw: dict, name: str,
+                     default: Optional[str]) -> Optional[str]:
+    """A text key sent as a response header value (no CR, no LF)."""
+    value = _as_text(raw, name, default)
+    return None if value is None else _check_header_value(name, value)
+
+
+def _as_headers(raw: dict, name: str) -> tuple[tuple[str, str], ...]:
+    """A JSON object of extra response headers, name -> string value."""
+    value = raw.get(name)
+    if value is None:
+        return ()
+    if not isinstance(value, dict):
+        raise MockError(f"{name} must be a JSON object")
+    headers = []
+    for header, text in value.items():
+        if "\r" in header or "\n" in header:
+            raise MockError(f"{name}: header names must not contain "
+                            f"CR or LF")
+        if not HEADER_NAME.fullmatch(header):
+            raise MockError(f"{name}: {header!r} is not a header name")
+        if header.lower() in RESERVED_RAW_HEADERS:
+            raise MockError(f"{name}: {header} is set by the mock "
+                            f"(use content_type for Content-Type)")
+        if not isinstance(text, str):
+            raise MockError(f"{name}: the value of {header} must be a "
+                            f"string")
+        headers.append((header, _check_header_value(f"{name}: {header}",
+                                                    text)))
+    return tuple(headers)
+
+
+def _as_base64(raw: dict, name: str) -> Optional[str]:
+    """Base64 text (standard alphabet, padded, no whitespace)."""
+    value = raw.get(name)
+    if value is None:
+        return None
+    if not isinstance(value, str):
+        raise MockError(f"{name} must be a base64 string")
+    try:
+        base64.b64decode(value, validate=True)
+    except ValueError:
+        raise MockError(f"{name} must be valid base64") from None
+    return value
+
+
+def raw_body(text: Optional[str], b64: Optional[str]) -> bytes:
+    """The body of a "raw" answer: text as UTF-8, or base64 decoded."""
+    if text is not None:
+        return text.encode("utf-8")
+    if b64 is not None:
+        return base64.b64decode(b64, validate=True)
+    return b""
+
+
+def huge_body(size: int) -> Iterator[bytes]:
+    """The `size` bytes of a "huge" answer, in chunks."""
+    frame = len(HUGE_PREFIX) + len(HUGE_SUFFIX)
+    if size <= frame:
+        yield (HUGE_PREFIX + HUGE_SUFFIX)[:size]
+        return
+    yield HUGE_PREFIX
+    block = b"x" * HUGE_CHUNK_BYTES
+    pad = size - frame
+    while pad > 0:
+        chunk = block if pad >= len(block) else block[:pad]
+        yield chunk
+        pad -= len(chunk)
+    yield HUGE_SUFFIX
+
+
 @dataclass(frozen=True)
 class MockSpec:
     """How the mock should treat one job, from the request's `_mock` object.
@@ -268,9 +398,24 @@ class MockSpec:
     failure_reason: str = DEFAULT_FAILURE_REASON
     event_type: Optional[str] = None  # overrides the event type
     send: str = "ok"                # what the job-creating request gets
-    status: Optional[int] = None    # HTTP status for reject / error
+    status: Optional[int] = None    # HTTP status (100..999) for reject
+                                    # (400) / error (500) / raw (200) /
+                                    # redirect (302)
     message: Optional[str] = None   # message for reject / success_false
     retry_after: str = "1"          # Retry-After for send "429"
+    body: Optional[str] = None      # raw: body text, sent as UTF-8
+    body_b64: Optional[str] = None  # raw: body bytes as base64 (any bytes:
+                                    # invalid UTF-8, NULs); not with body;
+                                    # neither: an empty body
+    headers: tuple[tuple[str, str], ...] = ()
+                                    # raw: extra headers, a JSON object of
+                                    # name -> string (no CR/LF; not
+                                    # Content-Length, Transfer-Encoding,
+                                    # Content-Type)
+    content_type: Optional[str] = DEFAULT_RAW_CONTENT_TYPE
+                                    # raw: Content-Type; null sends none
+    size: Optional[int] = None      # huge: body size, 1..64 MiB (required)
+    location: Optional[str] = None  # redirect: Location (required)
     send_times: Optional[int] = None  # fault only the first N sends
     key: str = ""                   # identifies repeated sends of a job
     delay: float = 0.0              # seconds before answering the send
@@ -278,6 +423,14 @@ class MockSpec:
     poll: Optional[str] = None      # a fault for this job's polls
     poll_times: Optional[int] = None  # fault only the first N polls
     poll_retry_after: str = "1"     # Retry-After for poll "429"
+    # The same as status ... location, for poll "raw" / "huge" / "redirect"
+    poll_status: Optional[int] = None  # raw (200) / redirect (302)
+    poll_body: Optional[str] = None
+    poll_body_b64: Optional[str] = None
+    poll_headers: tuple[tuple[str, str], ...] = ()
+    poll_content_type: Optional[str] = DEFAULT_RAW_CONTENT_TYPE
+    poll_size: Optional[int] = None    # huge (required)
+    poll_location: Optional[str] = None  # redirect (required)
 
     @classmethod
     def parse(cls, raw: Any) -> "MockSpec":
@@ -292,7 +445,7 @@ class MockSpec:
         key = raw.get("key")
         if key is None:
             key = json.dumps(raw, sort_keys=True, separators=(",", ":"))
-        return cls(
+        spec = cls(
             outcome=_as_choice(raw, "outcome", "success", OUTCOMES),
             after_polls=_as_int(raw, "after_polls", 1),
             after_seconds=_as_float(raw, "after_seconds", 0.0),
@@ -300,17 +453,54 @@ class MockSpec:
                                     DEFAULT_FAILURE_REASON),
             event_type=_as_text(raw, "event_type", None),
             send=_as_choice(raw, "send", "ok", SEND_MODES),
-            status=_as_int(raw, "status", None, minimum=100),
+            status=_as_int(raw, "status", None, minimum=100, maximum=999),
             message=_as_text(raw, "message", None),
-            retry_after=_as_text(raw, "retry_after", "1"),
+            retry_after=_as_header_value(raw, "retry_after", "1"),
+            body=_as_text(raw, "body", None),
+            body_b64=_as_base64(raw, "body_b64"),
+            headers=_as_headers(raw, "headers"),
+            content_type=_as_header_value(raw, "content_type",
+                                          DEFAULT_RAW_CONTENT_TYPE),
+            size=_as_int(raw, "size", None, minimum=1,
+                         maximum=HUGE_MAX_BYTES),
+            location=_as_header_value(raw, "location", None),
             send_times=_as_int(raw, "send_times", None),
             key=str(key),
             delay=_as_float(raw, "delay", 0.0),
             job_id_as=_as_choice(raw, "job_id_as", "string", JOB_ID_FORMS),
             poll=_as_choice(raw, "poll", None, POLL_FAULTS),
             poll_times=_as_int(raw, "poll_times", None),
-            poll_retry_after=_as_text(raw, "poll_retry_after", "1"),
+            poll_retry_after=_as_header_value(raw, "poll_retry_after", "1"),
+            poll_status=_as_int(raw, "poll_status", None, minimum=100,
+                                maximum=999),
+            poll_body=_as_text(raw, "poll_body", None),
+            poll_body_b64=_as_base64(raw, "poll_body_b64"),
+            poll_headers=_as_headers(raw, "poll_headers"),
+            poll_content_type=_as_header_value(raw, "poll_content_type",
+                                               DEFAULT_RAW_CONTENT_TYPE),
+            poll_size=_as_int(raw, "poll_size", None, minimum=1,
+                              maximum=HUGE_MAX_BYTES),
+            poll_location=_as_header_value(raw, "poll_location", None),
         )
+        spec._check_combinations()
+        return spec
+
+    def _check_combinations(self) -> None:
+        """Refuse keys that exclude each other, or a mode without its key.
+        """
+        for prefix, mode in (("", self.send), ("poll_", self.poll)):
+            if (getattr(self, f"{prefix}body") is not None
+                    and getattr(self, f"{prefix}body_b64") is not None):
+                raise MockError(f"give at most one of {prefix}body and "
+                                f"{prefix}body_b64")
+            which = "send" if prefix == "" else "poll"
+            if mode == "huge" and getattr(self, f"{prefix}size") is None:
+                raise MockError(f"{prefix}size is required for "
+                                f"{which} huge")
+            if mode == "redirect" and not getattr(self,
+                                                  f"{prefix}location"):
+                raise MockError(f"{prefix}location is required for "
+                                f"{which} redirect")
 
 
 # ---------------------------------------------------------------------------
@@ -398,7 +588,12 @@ class MockState:
         if unknown:
             raise MockError(f"unknown config keys: {', '.join(unknown)}")
         if update.get("polls_fail") is not None:
-            _as_choice(update, "polls_fail", None, POLL_FAULTS)
+            if str(update["polls_fail"]) in POLL_FAULTS[
+                    len(GLOBAL_POLL_FAULTS):]:
+                raise MockError(
+                    f"polls_fail cannot be {update['polls_fail']}: use a "
+                    f"job's _mock poll and poll_* keys for it")
+            _as_choice(update, "polls_fail", None, GLOBAL_POLL_FAULTS)
         if update.get("send_default") is not None:
             MockSpec.parse(update["send_default"])
         with self.lock:
@@ -441,16 +636,16 @@ class MockState:
                     for job_id, job in self.jobs.items()}
 
     def take_poll_fault(self, job_id: Optional[str]
-                        ) -> Optional[tuple[str, str]]:
-        """The fault (kind, Retry-After) this poll of the job gets, if any.
+                        ) -> Optional[tuple[str, Optional[MockSpec]]]:
+        """The fault (kind, job spec) this poll of the job gets, if any.
 
-        The global `polls_fail` comes first; then the job's own `poll`
-        fault, for its first `poll_times` polls.
+        The global `polls_fail` comes first (its spec is None); then the
+        job's own `poll` fault, for its first `poll_times` polls.
         """
         with self.lock:
             kind = self.config.get("polls_fail")
             if kind:
-                return str(kind), "1"
+                return str(kind), None
             job = self.jobs.get(job_id) if job_id else None
             if job is None or job.spec.poll is None:
                 return None
@@ -458,7 +653,7 @@ class MockState:
             if limit is not None and job.poll_faults >= limit:
                 return None
             job.poll_faults += 1
-            return job.spec.poll, job.spec.poll_retry_after
+            return job.spec.poll, job.spec
 
     def poll(self, job_id: Optional[str]) -> list[dict]:
         """Count a good poll and return the events it sees.
@@ -644,20 +839,48 @@ class ParsedBody:
 # HTTP
 # ---------------------------------------------------------------------------
 
+def make_tls_context(cert_file: str, key_file: str) -> ssl.SSLContext:
+    """A server-side TLS context for --tls-cert / --tls-key."""
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(cert_file, key_file)
+    context.set_alpn_protocols(["http/1.1"])
+    return context
+
+
 class MockServer(ThreadingHTTPServer):
-    """The HTTP server; carries the shared state and the log file."""
+    """The HTTP(S) server; carries the shared state and the log file."""
 
     daemon_threads = True
     block_on_close = False      # never wait for handler threads on close
     allow_reuse_address = True
     request_queue_size = 128
 
-    def __init__(self, address: tuple, log_file=None) -> None:
+    def __init__(self, address: tuple, log_file=None,
+                 tls_context: Optional[ssl.SSLContext] = None) -> None:
+        self.tls_context = tls_context
         super().__init__(address, MockHandler)
         self.state = MockState()
         self.stopping = threading.Event()
         self.log_file = log_file
         self.log_lock = threading.Lock()
+
+    def get_request(self) -> tuple:
+        """Accept a connection; with TLS, wrap it without a handshake.
+
+        The handshake is left to the handler thread (MockHandler.setup), so
+        that a client that never finishes it cannot stall the accepting
+        thread, and so every other client.
+        """
+        connection, address = super().get_request()
+        if self.tls_context is not None:
+            try:
+                connection = self.tls_context.wrap_socket(
+                    connection, server_side=True,
+                    do_handshake_on_connect=False)
+            except OSError:
+                connection.close()
+                raise
+        return connection, address
 
 
 class MockHandler(BaseHTTPRequestHandler):
@@ -670,6 +893,43 @@ class MockHandler(BaseHTTPRequestHandler):
     disable_nagle_algorithm = True
 
     # -- plumbing ----------------------------------------------------------
+    def setup(self) -> None:
+        """With TLS, finish the handshake here, in the handler thread.
+
+        A handshake that fails (plain HTTP, an untrusted certificate, a
+        client that sends nothing for TLS_HANDSHAKE_TIMEOUT seconds) closes
+        the connection, with one line on stderr.
+        """
+        self._tls_failed = False
+        connection = self.request
+        if isinstance(connection, ssl.SSLSocket):
+            connection.settimeout(TLS_HANDSHAKE_TIMEOUT)
+            try:
+                connection.do_handshake()
+            except OSError as error:    # ssl.SSLError, timeout, reset
+                self._tls_failed = True
+                self._note_tls_error("TLS handshake", error)
+            else:
+                connection.settimeout(None)
+        super().setup()
+
+    def handle(self) -> None:
+        """Serve the connection's requests (none if the handshake failed)."""
+        if self._tls_failed:
+            self.close_connection = True
+            return
+        try:
+            super().handle()
+        except ssl.SSLError as error:
+            self._note_tls_error("TLS", error)
+
+    def _note_tls_error(self, what: str, error: BaseException) -> None:
+        text = (str(error) or type(error).__name__).splitlines()[0]
+        sys.stderr.write(f"mock_cobalt: {what} with "
+                         f"{self.client_address[0]}:"
+                         f"{self.client_address[1]} failed: {text}\n")
+        sys.stderr.flush()
+
     def do_GET(self) -> None:
         self._handle()
 
@@ -710,7 +970,7 @@ class MockHandler(BaseHTTPRequestHandler):
         self._abort_with_rst = False
         try:
             self._dispatch()
-        except (ConnectionError, TimeoutError):
+        except (ConnectionError, TimeoutError, ssl.SSLError):
             self.close_connection = True
         except Exception:
             sys.stderr.write(f"mock_cobalt: error handling {self.command} "
@@ -725,20 +985,37 @@ class MockHandler(BaseHTTPRequestHandler):
                     pass
 
     def _send_raw(self, status: int, body: bytes,
-                  content_type: str = "application/json",
+                  content_type: Optional[str] = "application/json",
                   headers: Optional[dict] = None) -> None:
         """Answer with a body and its Content-Length."""
+        self._send_stream(status, len(body), [body], content_type, headers)
+
+    def _send_stream(self, status: int, length: int,
+                     chunks: Iterable[bytes],
+                     content_type: Optional[str] = "application/json",
+                     headers: Optional[dict] = None) -> None:
+        """Answer with a body of `length` bytes, written chunk by chunk.
+
+        A content_type of None sends no Content-Type header.
+        """
         self._responded = True
         self.server.state.set_entry(self._entry, status=status)
         self.send_response(status)
-        self.send_header("Content-Type", content_type)
-        self.send_header("Content-Length", str(len(body)))
+        if content_type is not None:
+            self.send_header("Content-Type", content_type)
+        self.send_header("Content-Length", str(length))
         for name, value in (headers or {}).items():
             self.send_header(name, value)
         if self.close_connection:
             self.send_header("Connection", "close")
         self.end_headers()
-        self.wfile.write(body)
+        for chunk in chunks:
+            self.wfile.write(chunk)
+
+    def _send_redirect(self, status: int, location: str) -> None:
+        self._send_json(status, {"success": False, "message": "Redirected",
+                                 "location": location},
+                        headers={"Location": location})
 
     def _send_json(self, status: int, obj: Any,
                    headers: Optional[dict] = None) -> None:
@@ -973,6 +1250,14 @@ class MockHandler(BaseHTTPRequestHandler):
         elif send == "no_job_id":
             self._send_json(200, {"success": True, "message": "done",
                                   "appointment_id": "a1"})
+        elif send == "raw":
+            self._send_raw(spec.status or 200,
+                           raw_body(spec.body, spec.body_b64),
+                           spec.content_type, dict(spec.headers))
+        elif send == "huge":
+            self._send_stream(200, spec.size, huge_body(spec.size))
+        elif send == "redirect":
+            self._send_redirect(spec.status or 302, spec.location)
         elif send == "hang":
             self._hang()
         elif send == "reset":
@@ -1010,18 +1295,32 @@ class MockHandler(BaseHTTPRequestHandler):
         state.set_entry(self._entry, job_id=job_id)
         fault = state.take_poll_fault(job_id)
         if fault is not None:
-            kind, retry_after = fault
+            kind, spec = fault
             if kind == "500":
                 self._send_json(500, INTERNAL_ERROR)
             elif kind == "429":
+                retry_after = spec.poll_retry_after if spec else "1"
                 self._send_json(429, TOO_MANY_REQUESTS,
                                 headers={"Retry-After": retry_after})
             elif kind == "malformed":
                 self._send_raw(200, MALFORMED_POLL)
             elif kind == "hang":
                 self._hang()
-            else:
+            elif kind == "reset":
                 self._reset()
+            elif spec is None:      # refused by merge_config; be safe
+                self._send_json(500, INTERNAL_ERROR)
+            elif kind == "raw":
+                self._send_raw(spec.poll_status or 200,
+                               raw_body(spec.poll_body, spec.poll_body_b64),
+                               spec.poll_content_type,
+                               dict(spec.poll_headers))
+            elif kind == "huge":
+                self._send_stream(200, spec.poll_size,
+                                  huge_body(spec.poll_size))
+            elif kind == "redirect":
+                self._send_redirect(spec.poll_status or 302,
+                                    spec.poll_location)
             return
 
         events = state.poll(job_id)
@@ -1082,10 +1381,24 @@ def main(argv: Optional[list[str]] = None) -> int:
                         help="write the port chosen here, once listening")
     parser.add_argument("--log",
                         help="append a line per request to this file")
+    parser.add_argument("--tls-cert", metavar="FILE",
+                        help="serve HTTPS only, with this PEM certificate "
+                             "(chain); needs --tls-key")
+    parser.add_argument("--tls-key", metavar="FILE",
+                        help="the PEM private key for --tls-cert")
     args = parser.parse_args(argv)
 
+    tls_context = None
+    if (args.tls_cert is None) != (args.tls_key is None):
+        parser.error("--tls-cert and --tls-key go together")
+    if args.tls_cert is not None:
+        try:
+            tls_context = make_tls_context(args.tls_cert, args.tls_key)
+        except (OSError, ValueError) as error:
+            parser.error(f"cannot load the TLS certificate or key: {error}")
+
     log_file = open(args.log, "a", encoding="utf-8") if args.log else None
-    server = MockServer((args.host, args.port), log_file)
+    server = MockServer((args.host, args.port), log_file, tls_context)
     port = server.server_address[1]
     if args.port_file:
         write_port_file(args.port_file, port)

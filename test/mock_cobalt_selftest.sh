@@ -4,7 +4,9 @@
 # Starts the mock on a free port, exercises every documented behaviour with
 # curl, checks the answers (grep, and /usr/bin/python3 for JSON), stops the
 # mock and prints "N passed, N failed" as its last line.  Exits 1 if any
-# check failed.
+# check failed.  For HTTPS it makes a throwaway CA and server certificate
+# with the openssl CLI and starts a second mock with --tls-cert/--tls-key.
+# Every wait is bounded (curl --max-time, timeouts in the helper clients).
 #
 # Usage: test/mock_cobalt_selftest.sh [-v]    (-v: show passing checks too)
 
@@ -22,6 +24,7 @@ FAIL=0
 MISSING_LENGTH=0      # answers seen without a Content-Length header
 PIDS=()               # every process this script started in the background
 STATUS= TIME= CURL_RC=  # set by each request
+CURL_EXTRA=()         # curl options for every request (--cacert for HTTPS)
 
 cleanup() {
     local pid
@@ -115,7 +118,9 @@ raw_call() {
     shift 2
     : >"$TMP/body"
     : >"$TMP/headers"
-    out=$(curl -sS -X "$method" -o "$TMP/body" -D "$TMP/headers" \
+    # --max-time 30 bounds every request; a later --max-time overrides it.
+    out=$(curl -sS --max-time 30 ${CURL_EXTRA[@]+"${CURL_EXTRA[@]}"} \
+        -X "$method" -o "$TMP/body" -D "$TMP/headers" \
         -w '%{http_code} %{time_total}' "$@" "$BASE$path" 2>"$TMP/curl.err")
     CURL_RC=$?
     STATUS=${out%% *}
@@ -149,6 +154,18 @@ header() {
 
 ctl() {  # ctl METHOD PATH [CURL ARGS...]: a control request.
     raw_call "$@"
+}
+
+# same_body FILE: the last answer's body is exactly the bytes of FILE, and
+# its Content-Length says so.
+same_body() {
+    cmp -s "$TMP/body" "$1" &&
+        header Content-Length "$(stat -c %s "$1")"
+}
+
+# mock_refused: the last answer is a 400 refusing the _mock object.
+mock_refused() {
+    [ "$STATUS" = 400 ] && jtrue 'd["success"] is False and d["message"].startswith("mock: ")'
 }
 
 job_count() {
@@ -538,6 +555,264 @@ poll "$(jget 'd["job_id"]')"
 check "chunked body: _mock honoured" jtrue 'd["webhook_events"][0]["event_type"] == "appointment.failed"'
 
 # ---------------------------------------------------------------------------
+# Raw, huge and redirect answers, for sends and for polls
+# ---------------------------------------------------------------------------
+
+jobs_before=$(job_count)
+
+send /v1/tasks '{"_mock": {"send": "raw"}}'
+eq "raw: default status 200" "$STATUS" 200
+: >"$TMP/expected"
+check "raw: default body empty, Content-Length 0" same_body "$TMP/expected"
+check "raw: default Content-Type application/json" header Content-Type application/json
+
+send /v1/tasks '{"_mock": {"send": "raw", "status": 299, "body": "caf\u00e9 {not json", "content_type": "text/plain; charset=utf-8", "headers": {"X-Mock-One": "1", "Set-Cookie": "sid=abc; HttpOnly"}}}'
+eq "raw: status 299" "$STATUS" 299
+printf 'caf\303\251 {not json' >"$TMP/expected"
+check "raw: body text sent as UTF-8, exact bytes and Content-Length" same_body "$TMP/expected"
+check "raw: Content-Type from content_type" header Content-Type 'text/plain; charset=utf-8'
+check "raw: extra header X-Mock-One" header X-Mock-One 1
+check "raw: extra header Set-Cookie" header Set-Cookie 'sid=abc; HttpOnly'
+check "raw: a single Content-Type" test "$(grep -ci '^content-type:' "$TMP/headers")" = 1
+ctl GET /_mock/requests
+check "request log: raw answer's status" jtrue 'd[-1]["status"] == 299 and d[-1]["job_id"] is None'
+
+# Invalid UTF-8, NUL bytes, a truncated sequence: only body_b64 can say it.
+printf '{"success": true, "job_id": "\377\376\000\303("}\000' >"$TMP/expected"
+b64=$(base64 -w0 "$TMP/expected")
+send /v1/tasks '{"_mock": {"send": "raw", "body_b64": "'"$b64"'"}}'
+eq "raw body_b64: 200" "$STATUS" 200
+check "raw body_b64: invalid UTF-8 and NULs, exact bytes" same_body "$TMP/expected"
+
+send /v1/tasks '{"_mock": {"send": "raw", "body": "x", "content_type": null}}'
+check "raw content_type null: no Content-Type" bash -c '! grep -qi "^content-type:" "$1"' _ "$TMP/headers"
+
+send /v1/tasks '{"_mock": {"send": "raw", "status": 503, "body": "down", "send_times": 1, "key": "raw1"}}'
+s1=$STATUS b1=$(cat "$TMP/body")
+send /v1/tasks '{"_mock": {"send": "raw", "status": 503, "body": "down", "send_times": 1, "key": "raw1"}}'
+eq "raw send_times 1: raw, then accepted" "$s1 $b1 $STATUS" "503 down 200"
+check "raw send_times: then a real job" jtrue 'd["job_id"].isdigit()'
+
+HUGE_FRAME='{"success":true,"pad":""}'
+send /v1/tasks '{"_mock": {"send": "huge", "size": 1}}'
+printf '{' >"$TMP/expected"
+check "huge size 1: the first byte" same_body "$TMP/expected"
+send /v1/tasks '{"_mock": {"send": "huge", "size": 25}}'
+printf '%s' "$HUGE_FRAME" >"$TMP/expected"
+check "huge size 25: the bare frame" same_body "$TMP/expected"
+send /v1/tasks '{"_mock": {"send": "huge", "size": 1000000}}'
+eq "huge: 200" "$STATUS" 200
+check "huge 1000000: Content-Length and size" header Content-Length 1000000
+eq "huge 1000000: bytes received" "$(stat -c %s "$TMP/body")" 1000000
+check "huge 1000000: JSON padded with x" jtrue 'd == {"success": True, "pad": "x" * (1000000 - 25)}'
+send /v1/tasks '{"_mock": {"send": "huge", "size": 67108864}}'
+eq "huge 64 MiB (the maximum): 200" "$STATUS" 200
+check "huge 64 MiB: Content-Length" header Content-Length 67108864
+check "huge 64 MiB: exact bytes" "$PY" -c '
+import sys
+data = open(sys.argv[1], "rb").read()
+n = 64 * 1024 * 1024
+sys.exit(data != b"{\"success\":true,\"pad\":\"" + b"x" * (n - 25) + b"\"}")' "$TMP/body"
+check "huge 64 MiB: under 10 s" "$PY" -c "import sys; sys.exit(not $TIME < 10)"
+: >"$TMP/body"
+send /v1/tasks '{"_mock": {"send": "huge", "size": 100, "send_times": 1, "key": "huge1"}}'
+s1=$STATUS n1=$(stat -c %s "$TMP/body")
+send /v1/tasks '{"_mock": {"send": "huge", "size": 100, "send_times": 1, "key": "huge1"}}'
+eq "huge send_times 1: huge, then accepted" "$s1 $n1 $STATUS" "200 100 200"
+check "huge send_times: then a real job" jtrue 'd["job_id"].isdigit()'
+
+send /v1/tasks '{"_mock": {"send": "redirect", "location": "http://127.0.0.1:1/v1/tasks"}}'
+eq "redirect: default status 302" "$STATUS" 302
+check "redirect: Location" header Location 'http://127.0.0.1:1/v1/tasks'
+check "redirect: JSON body" jtrue 'd == {"success": False, "message": "Redirected", "location": "http://127.0.0.1:1/v1/tasks"}'
+check "redirect: Content-Length" header Content-Length "$(stat -c %s "$TMP/body")"
+send /v1/tasks '{"_mock": {"send": "redirect", "status": 307, "location": "https://elsewhere.invalid/steal"}}'
+eq "redirect: status 307" "$STATUS" 307
+check "redirect 307: Location" header Location 'https://elsewhere.invalid/steal'
+send /v1/tasks '{"_mock": {"send": "redirect", "location": "/v1/other", "send_times": 2, "key": "redir1"}}'
+s1=$STATUS
+send /v1/tasks '{"_mock": {"send": "redirect", "location": "/v1/other", "send_times": 2, "key": "redir1"}}'
+s2=$STATUS
+send /v1/tasks '{"_mock": {"send": "redirect", "location": "/v1/other", "send_times": 2, "key": "redir1"}}'
+eq "redirect send_times 2: 302 302 200" "$s1 $s2 $STATUS" "302 302 200"
+eq "raw, huge and redirect answers create no job" "$(job_count)" "$((jobs_before + 3))"
+
+# Polls
+printf 'not\000json \377' >"$TMP/expected"
+b64=$(base64 -w0 "$TMP/expected")
+send /v1/appointments '{"_mock": {"poll": "raw", "poll_times": 1, "poll_status": 202, "poll_body_b64": "'"$b64"'", "poll_headers": {"X-Poll": "p1"}, "poll_content_type": "text/html"}}'
+job=$(jget 'd["job_id"]')
+poll "$job"
+eq "poll raw: poll_status 202" "$STATUS" 202
+check "poll raw: poll_body_b64, exact bytes" same_body "$TMP/expected"
+check "poll raw: poll_headers" header X-Poll p1
+check "poll raw: poll_content_type" header Content-Type text/html
+poll "$job"
+eq "poll raw once (poll_times 1), then the event" "$STATUS $(events)" "200 1"
+
+send /v1/appointments '{"_mock": {"poll": "raw", "poll_body": "{\"success\": true, \"webhook_events\": \"\u00ff\"}"}}'
+job=$(jget 'd["job_id"]')
+poll "$job"; s1=$STATUS
+printf '{"success": true, "webhook_events": "\303\277"}' >"$TMP/expected"
+check "poll raw: poll_body text as UTF-8" same_body "$TMP/expected"
+poll "$job"
+eq "poll raw without poll_times: always, default status 200" "$s1 $STATUS" "200 200"
+check "poll raw: still the raw body" same_body "$TMP/expected"
+
+send /v1/appointments '{"_mock": {"poll": "raw"}}'
+poll "$(jget 'd["job_id"]')"
+: >"$TMP/expected"
+check "poll raw: default empty body, Content-Length 0" same_body "$TMP/expected"
+
+send /v1/appointments '{"_mock": {"poll": "huge", "poll_size": 2000000, "poll_times": 2}}'
+job=$(jget 'd["job_id"]')
+poll "$job"; s1=$STATUS n1=$(stat -c %s "$TMP/body")
+check "poll huge: Content-Length" header Content-Length 2000000
+check "poll huge: JSON padded with x" jtrue 'd == {"success": True, "pad": "x" * (2000000 - 25)}'
+poll "$job"; s2=$STATUS
+poll "$job"
+eq "poll huge twice (poll_times 2), then the event" "$s1 $n1 $s2 $STATUS $(events)" "200 2000000 200 200 1"
+ctl GET /_mock/jobs
+check "poll huge: faulty polls not counted as polls" jtrue 'd["'"$job"'"]["polls"] == 1 and d["'"$job"'"]["poll_faults"] == 2'
+
+send /v1/appointments '{"_mock": {"poll": "redirect", "poll_location": "http://127.0.0.1:1/v1/webhook-events", "poll_times": 1}}'
+job=$(jget 'd["job_id"]')
+poll "$job"
+eq "poll redirect: default 302" "$STATUS" 302
+check "poll redirect: Location" header Location 'http://127.0.0.1:1/v1/webhook-events'
+check "poll redirect: JSON body" jtrue 'd["location"] == "http://127.0.0.1:1/v1/webhook-events" and d["success"] is False'
+poll "$job"
+eq "poll redirect once, then the event" "$STATUS $(events)" "200 1"
+send /v1/appointments '{"_mock": {"poll": "redirect", "poll_status": 308, "poll_location": "/elsewhere"}}'
+poll "$(jget 'd["job_id"]')"
+eq "poll redirect: poll_status 308" "$STATUS" 308
+check "poll redirect 308: Location" header Location /elsewhere
+
+# Specs the mock refuses, with 400 and a "mock: " message.
+jobs_before=$(job_count)
+while IFS= read -r spec; do
+    [ -n "$spec" ] || continue
+    send /v1/tasks '{"_mock": '"$spec"'}'
+    check "refused with 400: $spec" mock_refused
+done <<'EOF'
+{"send": "raw", "body": "a", "body_b64": "YQ=="}
+{"send": "raw", "body_b64": "not base64!"}
+{"send": "raw", "body_b64": 12}
+{"send": "raw", "body": {"a": 1}}
+{"send": "raw", "headers": ["X-A", "1"]}
+{"send": "raw", "headers": {"X-A\r\nX-Injected": "1"}}
+{"send": "raw", "headers": {"X-A\n": "1"}}
+{"send": "raw", "headers": {"X-A": "1\r\nX-Injected: 2"}}
+{"send": "raw", "headers": {"X-A": "1\r"}}
+{"send": "raw", "headers": {"X-A": 1}}
+{"send": "raw", "headers": {"X A": "1"}}
+{"send": "raw", "headers": {"": "1"}}
+{"send": "raw", "headers": {"X-A": "\u20ac"}}
+{"send": "raw", "headers": {"Content-Length": "5"}}
+{"send": "raw", "headers": {"transfer-encoding": "chunked"}}
+{"send": "raw", "headers": {"Content-Type": "text/plain"}}
+{"send": "raw", "content_type": "text/plain\r\nX-Injected: 1"}
+{"send": "raw", "status": 99}
+{"send": "raw", "status": 1000}
+{"send": "429", "retry_after": "1\r\nX-Injected: 1"}
+{"send": "huge"}
+{"send": "huge", "size": 0}
+{"send": "huge", "size": 67108865}
+{"send": "huge", "size": "big"}
+{"send": "redirect"}
+{"send": "redirect", "location": ""}
+{"send": "redirect", "location": "http://a/\r\nX-Injected: 1"}
+{"poll": "raw", "poll_body": "a", "poll_body_b64": "YQ=="}
+{"poll": "raw", "poll_body_b64": "%%%"}
+{"poll": "raw", "poll_headers": {"X-A": "1\nX-B: 2"}}
+{"poll": "raw", "poll_headers": {"Content-Length": "1"}}
+{"poll": "raw", "poll_status": 42}
+{"poll": "raw", "poll_content_type": "a\nb"}
+{"poll": "huge"}
+{"poll": "huge", "poll_size": 0}
+{"poll": "huge", "poll_size": 67108865}
+{"poll": "redirect"}
+{"poll": "redirect", "poll_location": "/x\r\n"}
+{"poll": "explode"}
+EOF
+eq "refused specs create no job" "$(job_count)" "$jobs_before"
+send /v1/tasks '{"_mock": {"send": "raw", "headers": {"X-A": "1\r\nX-Injected: 2"}}}'
+check "refused header: says CR or LF" jtrue '"CR or LF" in d["message"]'
+check "refused header: nothing injected" bash -c '! grep -qi "^x-injected" "$1"' _ "$TMP/headers"
+
+for kind in raw huge redirect; do
+    ctl POST /_mock/config "${JSON_CT[@]}" -d '{"polls_fail": "'"$kind"'"}'
+    eq "config polls_fail $kind: refused with 400" "$STATUS" 400
+done
+check "config polls_fail refusal: says why" jtrue '"poll_" in d["message"]'
+ctl GET /_mock/config
+check "config polls_fail still unset" jtrue 'd["polls_fail"] is None'
+
+# ---------------------------------------------------------------------------
+# Credentials are never echoed in API answers
+# ---------------------------------------------------------------------------
+
+CANARY_SECRET=cs_CANARY_s3cr3t_7741
+CANARY_TOKEN=at_CANARY_t0k3n_4242
+CANARY=(-H "client_id: ci_canary" -H "client_secret: $CANARY_SECRET"
+        -H "access_token: $CANARY_TOKEN")
+: >"$TMP/answers"
+# canary METHOD PATH [CURL ARGS...]: a request with the canary credentials;
+# its answer (headers and body) is appended to $TMP/answers.
+canary() {
+    raw_call "$1" "$2" "${CANARY[@]}" "${@:3}"
+    cat "$TMP/headers" "$TMP/body" >>"$TMP/answers"
+}
+canary POST /v1/appointments "${JSON_CT[@]}" -d '{"mrn": "MRN1"}'
+job=$(jget 'd["job_id"]')
+canary GET "/v1/webhook-events?job_id=$job"
+check "canary: the event is there" jtrue 'len(d["webhook_events"]) == 1'
+ref=$(jget 'd["webhook_events"][0]["access_token_reference_id"]')
+canary GET "/v1/webhook-events?job_id=$job"
+check "access_token_reference_id stable for a token" jtrue 'd["webhook_events"][0]["access_token_reference_id"] == "'"$ref"'"'
+canary GET "/v1/webhook-events"
+canary PATCH /v1/appointments/a1 "${JSON_CT[@]}" -d '{"_mock": {"outcome": "failure"}}'
+canary GET "/v1/webhook-events?job_id=$(jget 'd["job_id"]')"
+for spec in '{"send": "reject"}' '{"send": "success_false"}' \
+        '{"send": "error"}' '{"send": "429"}' '{"send": "malformed"}' \
+        '{"send": "no_job_id"}' '{"send": "raw", "body": "x"}' \
+        '{"send": "huge", "size": 100}' \
+        '{"send": "redirect", "location": "/x"}' '{"bogus": 1}' \
+        '{"send": "raw", "headers": {"X": "\n"}}'; do
+    canary POST /v1/tasks "${JSON_CT[@]}" -d '{"_mock": '"$spec"'}'
+done
+canary POST /v1/tasks "${JSON_CT[@]}" -d '{"mrn": '
+canary PATCH /v1/webhook-events
+canary GET /v1/nothing-here
+canary GET /elsewhere
+send /v1/appointments '{"_mock": {"poll": "500", "poll_times": 1}}'
+canary GET "/v1/webhook-events?job_id=$(jget 'd["job_id"]')"
+ctl POST /_mock/config "${JSON_CT[@]}" -d '{"expect_access_token": "at_other"}'
+canary POST /v1/appointments "${JSON_CT[@]}" -d '{}'
+eq "canary: unexpected access_token: 401" "$STATUS" 401
+ctl POST /_mock/config "${JSON_CT[@]}" -d '{"expect_access_token": null}'
+check "access_token_reference_id is ref_N, not from the token" "$PY" -c '
+import re, sys
+sys.exit(not re.fullmatch(r"ref_\d+", sys.argv[1]))' "$ref"
+check "no API answer echoes client_secret or access_token (in any easy form)" "$PY" -c '
+import base64, codecs, hashlib, sys, urllib.parse
+answers = open(sys.argv[1], "rb").read().lower()
+bad = []
+for secret in sys.argv[2:]:
+    raw = secret.encode()
+    forms = [raw, raw[::-1], raw.hex().encode(), codecs.encode(secret, "rot13").encode(),
+             urllib.parse.quote(secret).encode(), hashlib.sha256(raw).hexdigest().encode()]
+    for enc in (base64.b64encode, base64.urlsafe_b64encode, base64.b32encode):
+        forms += [enc(raw), enc(raw).rstrip(b"=")]
+    bad += [f for f in forms if f.lower() in answers]
+print("#   found: %r" % bad) if bad else None
+sys.exit(1 if bad else 0)' "$TMP/answers" "$CANARY_SECRET" "$CANARY_TOKEN"
+check "canary: all 23 answers were collected" test \
+    "$(grep -ao 'HTTP/1.1 [0-9][0-9][0-9]' "$TMP/answers" | wc -l)" = 23
+ctl GET /_mock/requests
+check "request log records the credentials sent (for the tests, by design)" jtrue 'any(e["headers"].get("access_token") == "'"$CANARY_TOKEN"'" for e in d)'
+
+# ---------------------------------------------------------------------------
 # Control endpoints, unknown paths, errors, logging
 # ---------------------------------------------------------------------------
 
@@ -637,6 +912,163 @@ check "800 concurrent job creations in under 1.6 s" \
 ctl GET /_mock/jobs
 check "concurrent job ids are unique" jtrue 'len(d) == len(set(d)) and sum(j["operation_path"] == "/v1/appointments" for j in d.values()) >= 800'
 
+# ---------------------------------------------------------------------------
+# HTTPS (--tls-cert / --tls-key)
+# ---------------------------------------------------------------------------
+
+# A throwaway CA, and a server certificate it signs for IP 127.0.0.1.
+cat >"$TMP/tls.cnf" <<'EOF'
+[req]
+distinguished_name = dn
+prompt = no
+[dn]
+CN = mock_cobalt selftest
+[ca_ext]
+basicConstraints = critical, CA:TRUE
+keyUsage = critical, keyCertSign, cRLSign
+subjectKeyIdentifier = hash
+[server_ext]
+basicConstraints = critical, CA:FALSE
+keyUsage = critical, digitalSignature
+extendedKeyUsage = serverAuth
+subjectAltName = IP:127.0.0.1
+authorityKeyIdentifier = keyid
+EOF
+EC_KEY=(-newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes)
+check "openssl: throwaway CA and server certificate for IP 127.0.0.1" bash -c '
+    cd "$1" &&
+    openssl req -x509 -config tls.cnf -extensions ca_ext "${@:2}" \
+        -keyout ca.key -out ca.crt -days 2 -subj "/CN=mock_cobalt selftest CA" &&
+    openssl req -new -config tls.cnf "${@:2}" -keyout server.key \
+        -out server.csr -subj "/CN=127.0.0.1" &&
+    openssl x509 -req -in server.csr -CA ca.crt -CAkey ca.key -set_serial 2 \
+        -days 2 -extfile tls.cnf -extensions server_ext -out server.crt &&
+    openssl verify -CAfile ca.crt server.crt' _ "$TMP" "${EC_KEY[@]}" \
+    >"$TMP/openssl.log" 2>&1
+
+timeout 5 "$PY" "$MOCK" --port 0 --tls-cert "$TMP/server.crt" >/dev/null 2>"$TMP/tlsarg.err"
+eq "--tls-cert without --tls-key: usage error" "$?" 2
+timeout 5 "$PY" "$MOCK" --port 0 --tls-cert "$TMP/ca.crt" --tls-key "$TMP/server.key" >/dev/null 2>"$TMP/tlsarg.err"
+eq "--tls-cert and --tls-key that do not match: usage error" "$?" 2
+check "bad TLS files: says so" grep -q "cannot load the TLS certificate" "$TMP/tlsarg.err"
+
+start_mock tls --tls-cert "$TMP/server.crt" --tls-key "$TMP/server.key" \
+    --log "$TMP/tls.log"
+TLS_PID=$MOCK_PID
+TLS_PORT=$MOCK_PORT
+check "HTTPS: port file is digits and a newline" "$PY" -c \
+    'import re, sys; sys.exit(not re.fullmatch(r"\d+\n", open(sys.argv[1]).read()))' \
+    "$TMP/tls.port"
+HTTP_BASE=$BASE
+BASE="https://127.0.0.1:$TLS_PORT"
+CURL_EXTRA=(--cacert "$TMP/ca.crt")
+
+# A connection that never starts the handshake is closed after
+# TLS_HANDSHAKE_TIMEOUT (5 s); this client measures it, meanwhile.
+"$PY" -c '
+import socket, sys, time
+s = socket.create_connection(("127.0.0.1", int(sys.argv[1])), timeout=9)
+t0 = time.monotonic()
+try:
+    s.recv(1)
+except OSError:
+    pass
+print("%.1f" % (time.monotonic() - t0))' "$TLS_PORT" >"$TMP/idle_closed" 2>&1 &
+IDLE_TIMER=$!
+PIDS+=("$IDLE_TIMER")
+
+ctl GET /_mock/health
+eq "HTTPS with --cacert: health 200" "$STATUS" 200
+eq "HTTPS: health says ok" "$(cat "$TMP/body")" ok
+raw_call GET "/v1/webhook-events?job_id=1"
+eq "HTTPS: no credentials: 401" "$STATUS" 401
+send /v1/appointments '{"mrn": "MRN1", "_mock": {"after_polls": 1}}'
+eq "HTTPS: authenticated job creation: 200" "$STATUS" 200
+check "HTTPS: job_id" jtrue 'd["job_id"].isdigit() and d["success"] is True'
+poll "$(jget 'd["job_id"]')"
+check "HTTPS: authenticated poll sees the event" jtrue 'len(d["webhook_events"]) == 1 and d["webhook_events"][0]["event_type"] == "appointment.created"'
+printf '\377\000raw over TLS' >"$TMP/expected"
+send /v1/tasks '{"_mock": {"send": "raw", "status": 201, "body_b64": "'"$(base64 -w0 "$TMP/expected")"'", "headers": {"X-Tls": "yes"}}}'
+check "HTTPS: raw answer, exact bytes" same_body "$TMP/expected"
+check "HTTPS: raw answer's status and header" bash -c '[ "$1" = 201 ] && grep -qi "^x-tls: yes" "$2"' _ "$STATUS" "$TMP/headers"
+ctl GET /_mock/requests
+check "HTTPS: request log" jtrue 'len(d) == 4 and d[1]["method"] == "POST" and d[1]["headers"]["client_id"] == "ci_test_1" and d[1]["json"]["mrn"] == "MRN1" and d[1]["status"] == 200'
+ctl GET /_mock/jobs
+check "HTTPS: jobs" jtrue 'len(d) == 1'
+check "HTTPS: --log gets per-request lines" grep -q '"GET /_mock/health HTTP/1.1" 200' "$TMP/tls.log"
+connects=$(curl -sS --max-time 10 --cacert "$TMP/ca.crt" "${AUTH[@]}" \
+    -o /dev/null -o /dev/null -o /dev/null -w '%{num_connects}\n' \
+    "$BASE/v1/webhook-events?job_id=1" "$BASE/v1/webhook-events?job_id=1" \
+    "$BASE/_mock/health" | awk '{s += $1} END {print s}')
+eq "HTTPS: keep-alive, three requests on one connection" "$connects" 1
+
+# A 64 MiB answer is streamed: the mock's peak memory hardly grows.
+hwm() { awk '/^VmHWM:/ {print $2}' "/proc/$1/status"; }
+hwm0=$(hwm "$TLS_PID")
+send /v1/appointments '{"_mock": {"poll": "huge", "poll_size": 67108864}}'
+got=$(curl -sS --max-time 20 --cacert "$TMP/ca.crt" "${AUTH[@]}" -o /dev/null \
+    -w '%{http_code} %{size_download}' \
+    "$BASE/v1/webhook-events?job_id=$(jget 'd["job_id"]')")
+eq "HTTPS: poll huge 64 MiB" "$got" "200 67108864"
+hwm1=$(hwm "$TLS_PID")
+check "huge answers are streamed: peak memory +$(( (hwm1 - hwm0) / 1024 )) MiB < 16 MiB" \
+    test $((hwm1 - hwm0)) -lt 16384
+
+CURL_EXTRA=()
+ctl GET /_mock/health --max-time 10
+eq "HTTPS without the CA: curl certificate error (60)" "$CURL_RC" 60
+check "HTTPS without the CA: says certificate" grep -qi "certificate" "$TMP/curl.err"
+CURL_EXTRA=(--cacert "$TMP/ca.crt")
+ctl GET /_mock/health
+eq "HTTPS: serves on after a client refused the certificate" "$STATUS" 200
+
+BASE="http://127.0.0.1:$TLS_PORT"
+ctl GET /_mock/health --max-time 5
+check "plain HTTP to the HTTPS port fails at once (curl $CURL_RC, not a timeout)" \
+    bash -c '[ "$1" != 0 ] && [ "$1" != 28 ] && [ "$2" != 200 ]' _ "$CURL_RC" "$STATUS"
+BASE="https://127.0.0.1:$TLS_PORT"
+ctl GET /_mock/health
+eq "HTTPS: serves on after a plain-HTTP request" "$STATUS" 200
+call GET "/v1/webhook-events?job_id=1"
+eq "HTTPS: authenticated request after a plain-HTTP one" "$STATUS" 200
+
+# Clients that connect and never finish a handshake: one sends nothing, one
+# half a ClientHello.  Other clients are served meanwhile.
+idle=()
+for hello in '' '\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03'; do
+    "$PY" -c '
+import socket, sys, time
+s = socket.create_connection(("127.0.0.1", int(sys.argv[1])), timeout=5)
+s.sendall(sys.argv[2].encode("latin-1").decode("unicode_escape").encode("latin-1"))
+time.sleep(3)' "$TLS_PORT" "$hello" 2>/dev/null &
+    idle+=($!)
+    PIDS+=($!)
+done
+sleep 0.3
+ctl GET /_mock/health --max-time 2
+eq "HTTPS: health while two handshakes hang" "$STATUS" 200
+check "HTTPS: ... answered at once ($TIME s)" "$PY" -c "import sys; sys.exit(not $TIME < 1)"
+send /v1/appointments '{"mrn": "MRN2"}'
+eq "HTTPS: job creation while two handshakes hang" "$STATUS" 200
+for pid in "${idle[@]}"; do
+    kill "$pid" 2>/dev/null
+    wait "$pid" 2>/dev/null
+done
+
+# The timer started above: closed after the handshake timeout (5 s).
+for i in $(seq 100); do
+    kill -0 "$IDLE_TIMER" 2>/dev/null || break
+    sleep 0.1
+done
+check "HTTPS: a connection with no handshake is closed after 5 s ($(cat "$TMP/idle_closed") s)" \
+    "$PY" -c 'import sys; sys.exit(not 4.5 <= float(open(sys.argv[1]).read()) < 7)' "$TMP/idle_closed"
+check "HTTPS: failed handshakes logged, one line each" \
+    test "$(grep -c '^mock_cobalt: TLS handshake with 127.0.0.1:[0-9]* failed: ' "$TMP/tls.stderr")" -ge 4
+check "HTTPS: no traceback on stderr" bash -c '! grep -q Traceback "$1"' _ "$TMP/tls.stderr"
+
+CURL_EXTRA=()
+BASE=$HTTP_BASE
+
 eq "every answer carried Content-Length" "$MISSING_LENGTH" 0
 
 # ---------------------------------------------------------------------------
@@ -685,6 +1117,19 @@ time.sleep(30)' "$MOCK_PORT" 2>/dev/null &
     check "SIG$sig with open connections: exits within 1 s ($EXIT_SECS s)" \
         "$PY" -c "import sys; sys.exit(not $EXIT_SECS < 1)"
 done
+
+# The HTTPS mock, with a connection that never starts its handshake.
+"$PY" -c '
+import socket, sys, time
+s = socket.create_connection(("127.0.0.1", int(sys.argv[1])))
+time.sleep(30)' "$TLS_PORT" 2>/dev/null &
+PIDS+=($!)
+sleep 0.3
+kill -TERM "$TLS_PID"
+wait_exit "$TLS_PID"
+eq "HTTPS, SIGTERM during a handshake: exit status 0" "$EXIT_RC" 0
+check "HTTPS, SIGTERM during a handshake: exits within 1 s ($EXIT_SECS s)" \
+    "$PY" -c "import sys; sys.exit(not $EXIT_SECS < 1)"
 
 echo "$PASS passed, $FAIL failed"
 [ "$FAIL" = 0 ]
