@@ -5,6 +5,7 @@ MODULE_big = cobalt
 OBJS = \
 	src/cobalt.o \
 	src/guc.o \
+	src/access.o \
 	src/functions.o \
 	src/request.o \
 	src/store.o \
@@ -17,7 +18,7 @@ OBJS = \
 DATA = sql/cobalt--1.0.sql
 PGFILEDESC = "cobalt - Cobalt EHR API client"
 
-REGRESS = setup operations submit status admin operator
+REGRESS = setup operations submit status admin operator security
 REGRESS_OPTS = --dbname=cobalt_regression
 
 TAP_TESTS = 1

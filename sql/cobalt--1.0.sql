@@ -55,6 +55,21 @@ CREATE TABLE cobalt.accounts (
 );
 REVOKE ALL ON cobalt.client, cobalt.accounts FROM PUBLIC;
 
+-- Which roles may use which account (cobalt_grant_account).  Membership
+-- in a granted role counts, as for any privilege.
+CREATE TABLE cobalt.account_grants (
+    account    text NOT NULL REFERENCES cobalt.accounts (account)
+                   ON UPDATE CASCADE ON DELETE CASCADE,
+    role       regrole NOT NULL CHECK (role OPERATOR(pg_catalog.<>) 0),
+    granted_by text NOT NULL,
+    granted_at timestamptz NOT NULL DEFAULT now(),
+    PRIMARY KEY (account, role)
+);
+CREATE INDEX account_grants_role_idx ON cobalt.account_grants (role);
+REVOKE ALL ON cobalt.account_grants FROM PUBLIC;
+COMMENT ON TABLE cobalt.account_grants IS
+    'Roles that may submit and follow the jobs of an account; written by cobalt_grant_account and cobalt_revoke_account.';
+
 -- One row per submission.
 CREATE TABLE cobalt.jobs (
     id             bigserial PRIMARY KEY,
@@ -136,6 +151,31 @@ SELECT pg_catalog.pg_extension_config_dump('cobalt.accounts', '');
 SELECT pg_catalog.pg_extension_config_dump('cobalt.events', '');
 SELECT pg_catalog.pg_extension_config_dump('cobalt.events_id_seq', '');
 SELECT pg_catalog.pg_extension_config_dump('cobalt.webhook', '');
+SELECT pg_catalog.pg_extension_config_dump('cobalt.account_grants', '');
+
+/*
+ * Row-level security, forced so that it binds the tables' owner too (and
+ * so every SECURITY DEFINER path): a role sees the jobs of the accounts
+ * granted to it or to a role whose privileges it has, and the grants
+ * themselves; the owner (and its members) sees everything.  Superusers,
+ * and so the worker, bypass row security as always.  The policies are
+ * stored as parse trees, so no search_path can change what they call.
+ */
+ALTER TABLE cobalt.account_grants ENABLE ROW LEVEL SECURITY;
+ALTER TABLE cobalt.account_grants FORCE ROW LEVEL SECURITY;
+CREATE POLICY account_grants_of_own_roles ON cobalt.account_grants
+    USING (pg_catalog.pg_has_role(role::pg_catalog.oid, 'USAGE')
+           OR pg_catalog.pg_has_role((SELECT c.relowner FROM pg_catalog.pg_class c
+                                      WHERE c.oid OPERATOR(pg_catalog.=) 'cobalt.account_grants'::pg_catalog.regclass),
+                                     'USAGE'));
+
+ALTER TABLE cobalt.jobs ENABLE ROW LEVEL SECURITY;
+ALTER TABLE cobalt.jobs FORCE ROW LEVEL SECURITY;
+CREATE POLICY jobs_of_granted_accounts ON cobalt.jobs
+    USING (pg_catalog.pg_has_role((SELECT c.relowner FROM pg_catalog.pg_class c
+                                   WHERE c.oid OPERATOR(pg_catalog.=) 'cobalt.jobs'::pg_catalog.regclass),
+                                  'USAGE')
+           OR account OPERATOR(pg_catalog.=) ANY (ARRAY(SELECT g.account FROM cobalt.account_grants g)));
 
 -- Per operation and state: how many jobs, the oldest queued one, and how
 -- long jobs took from submit to outcome over the last hour.  Reads only
@@ -202,12 +242,6 @@ CREATE FUNCTION cobalt._wake_at_commit(credentials_changed boolean DEFAULT false
     LANGUAGE c VOLATILE PARALLEL UNSAFE
     AS 'MODULE_PATHNAME', 'cobalt_wake_at_commit';
 
--- The role that called into cobalt (SET ROLE respected), not the owner a
--- SECURITY DEFINER function runs as.
-CREATE FUNCTION cobalt._outer_user() RETURNS text
-    LANGUAGE c STABLE PARALLEL SAFE
-    AS 'MODULE_PATHNAME', 'cobalt_outer_user';
-
 -- A job's status row (as cobalt_job_status returns it).
 CREATE FUNCTION cobalt._status(job_id bigint) RETURNS cobalt.job_status
     LANGUAGE sql STABLE PARALLEL SAFE
@@ -272,8 +306,6 @@ BEGIN
     PERFORM cobalt._wake_at_commit(true);
 END
 $$;
-COMMENT ON FUNCTION cobalt_set_client(text, text) IS
-    'Set the application''s Cobalt client_id and client_secret.';
 
 CREATE FUNCTION cobalt_add_account(account text, access_token text) RETURNS void
     LANGUAGE plpgsql VOLATILE PARALLEL UNSAFE
@@ -300,7 +332,117 @@ BEGIN
 END
 $$;
 COMMENT ON FUNCTION cobalt_add_account(text, text) IS
-    'Add a linked EHR account, or replace its access token.';
+    'Add a linked EHR account, or replace its access token. Statement logging (log_statement, and log_min_error_statement when it fails) records the token as written: prefer cobalt_add_account_from_file.';
+COMMENT ON FUNCTION cobalt_set_client(text, text) IS
+    'Set the application''s Cobalt client_id and client_secret. Statement logging (log_statement, and log_min_error_statement when it fails) records the secret as written: prefer cobalt_set_client_from_file.';
+
+/*
+ * Secrets from files, so that no statement text (and so no log line)
+ * ever holds them.  cobalt._read_secret_file reads a file the server can
+ * read, named by a role with the privileges of pg_read_server_files (or a
+ * superuser), as pg_read_file does.  The bodies below are SQL-standard, so
+ * their references are bound when the extension is created.
+ */
+CREATE FUNCTION cobalt._read_secret_file(path text) RETURNS text
+    LANGUAGE c VOLATILE STRICT PARALLEL UNSAFE
+    AS 'MODULE_PATHNAME', 'cobalt_read_secret_file_sql';
+
+CREATE FUNCTION cobalt_set_client_from_file(client_id text, secret_file text) RETURNS void
+    LANGUAGE sql VOLATILE PARALLEL UNSAFE
+BEGIN ATOMIC
+    SELECT @extschema@.cobalt_set_client(client_id, cobalt._read_secret_file(secret_file));
+END;
+COMMENT ON FUNCTION cobalt_set_client_from_file(text, text) IS
+    'Set the client_id and, from a file the server can read (first line, without its line break), the client_secret.';
+
+CREATE FUNCTION cobalt_add_account_from_file(account text, token_file text) RETURNS void
+    LANGUAGE sql VOLATILE PARALLEL UNSAFE
+BEGIN ATOMIC
+    SELECT @extschema@.cobalt_add_account(account, cobalt._read_secret_file(token_file));
+END;
+COMMENT ON FUNCTION cobalt_add_account_from_file(text, text) IS
+    'Add an account, or replace its token, reading the access token from a file the server can read.';
+
+-- Grant (or revoke) what a role needs to use its accounts: the functions
+-- that act on jobs, the schema, and SELECT on cobalt.jobs (filtered by row
+-- security) and cobalt.account_grants (its own grants).
+CREATE FUNCTION cobalt._set_role_privileges(role regrole, allowed boolean) RETURNS void
+    LANGUAGE plpgsql VOLATILE PARALLEL UNSAFE
+    SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    verb text := CASE WHEN allowed THEN 'GRANT' ELSE 'REVOKE' END;
+    dir text := CASE WHEN allowed THEN 'TO' ELSE 'FROM' END;
+    fn regprocedure;
+BEGIN
+    EXECUTE format('%s USAGE ON SCHEMA cobalt %s %s', verb, dir, role);
+    EXECUTE format('%s SELECT ON TABLE cobalt.jobs, cobalt.account_grants %s %s', verb, dir, role);
+    FOR fn IN
+        SELECT p.oid::regprocedure
+        FROM pg_depend d JOIN pg_proc p ON p.oid = d.objid
+        WHERE d.classid = 'pg_proc'::regclass AND d.refclassid = 'pg_extension'::regclass
+          AND d.refobjid = (SELECT e.oid FROM pg_extension e WHERE e.extname = 'cobalt')
+          AND d.deptype = 'e'
+          AND p.proname IN ('cobalt_submit', 'cobalt_job_status', 'cobalt_wait',
+                            'cobalt_recheck', 'cobalt_retry', 'cobalt_cancel')
+    LOOP
+        EXECUTE format('%s EXECUTE ON FUNCTION %s %s %s', verb, fn, dir, role);
+    END LOOP;
+END
+$$;
+
+/*
+ * cobalt_grant_account and cobalt_revoke_account are C: they check that
+ * the caller has the owner's privileges (superusers do), then run the
+ * internal functions below as the owner.
+ */
+CREATE FUNCTION cobalt._grant_account(account text, role regrole, granted_by text) RETURNS void
+    LANGUAGE plpgsql VOLATILE PARALLEL UNSAFE
+    SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    IF NOT EXISTS (SELECT 1 FROM cobalt.accounts a WHERE a.account = _grant_account.account) THEN
+        RAISE EXCEPTION 'unknown cobalt account "%"', account
+            USING ERRCODE = 'undefined_object',
+                  HINT = 'Add it with cobalt_add_account(account, access_token) first.';
+    END IF;
+    -- grants of roles dropped since (their privileges went with them)
+    DELETE FROM cobalt.account_grants g
+     WHERE NOT EXISTS (SELECT 1 FROM pg_roles r WHERE r.oid = g.role::oid);
+    INSERT INTO cobalt.account_grants AS g (account, role, granted_by)
+        VALUES (_grant_account.account, _grant_account.role, _grant_account.granted_by)
+        ON CONFLICT ON CONSTRAINT account_grants_pkey DO NOTHING;
+    PERFORM cobalt._set_role_privileges(_grant_account.role, true);
+END
+$$;
+
+CREATE FUNCTION cobalt._revoke_account(account text, role regrole) RETURNS void
+    LANGUAGE plpgsql VOLATILE PARALLEL UNSAFE
+    SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    DELETE FROM cobalt.account_grants g
+     WHERE g.account = _revoke_account.account AND g.role = _revoke_account.role;
+    IF NOT FOUND THEN
+        RAISE NOTICE 'cobalt account "%" was not granted to role %', account, role;
+    END IF;
+    IF NOT EXISTS (SELECT 1 FROM cobalt.account_grants g WHERE g.role = _revoke_account.role) THEN
+        PERFORM cobalt._set_role_privileges(_revoke_account.role, false);
+    END IF;
+END
+$$;
+
+CREATE FUNCTION cobalt_grant_account(account text, role regrole) RETURNS void
+    LANGUAGE c VOLATILE PARALLEL UNSAFE
+    AS 'MODULE_PATHNAME', 'cobalt_grant_account';
+COMMENT ON FUNCTION cobalt_grant_account(text, regrole) IS
+    'Let a role (and its members) submit jobs for an account and read, wait on, cancel, retry and recheck that account''s jobs.';
+
+CREATE FUNCTION cobalt_revoke_account(account text, role regrole) RETURNS void
+    LANGUAGE c VOLATILE PARALLEL UNSAFE
+    AS 'MODULE_PATHNAME', 'cobalt_revoke_account';
+COMMENT ON FUNCTION cobalt_revoke_account(text, regrole) IS
+    'Take an account back from a role; with its last account the role also loses the functions and SELECT on cobalt.jobs.';
 
 -- Not SECURITY DEFINER: the C code itself acts as the extension's owner
 -- with the search path pinned to pg_catalog, which costs far less per call
@@ -312,22 +454,29 @@ CREATE FUNCTION cobalt_submit(operation text, payload jsonb, account text DEFAUL
 COMMENT ON FUNCTION cobalt_submit(text, jsonb, text) IS
     'Queue a Cobalt operation; it is sent when the transaction commits. Returns the job id.';
 
+-- Not SECURITY DEFINER: they read cobalt.jobs as the caller, through its
+-- row security, with the search path pinned by the C code.
 CREATE FUNCTION cobalt_job_status(job_id bigint) RETURNS cobalt.job_status
-    LANGUAGE c VOLATILE PARALLEL UNSAFE SECURITY DEFINER
-    SET search_path = pg_catalog, pg_temp
+    LANGUAGE c VOLATILE PARALLEL UNSAFE
     AS 'MODULE_PATHNAME', 'cobalt_job_status';
 COMMENT ON FUNCTION cobalt_job_status(bigint) IS 'A job''s current state and outcome.';
 
 CREATE FUNCTION cobalt_wait(job_id bigint, timeout interval DEFAULT '2 min')
     RETURNS cobalt.job_status
-    LANGUAGE c VOLATILE PARALLEL UNSAFE SECURITY DEFINER
-    SET search_path = pg_catalog, pg_temp
+    LANGUAGE c VOLATILE PARALLEL UNSAFE
     AS 'MODULE_PATHNAME', 'cobalt_wait';
 COMMENT ON FUNCTION cobalt_wait(bigint, interval) IS
     'Wait until the job reaches succeeded, failed, timed_out, unknown or cancelled, or until the timeout; return its status.';
 
-CREATE FUNCTION cobalt_recheck(job_id bigint) RETURNS cobalt.job_status
-    LANGUAGE plpgsql VOLATILE PARALLEL UNSAFE SECURITY DEFINER
+/*
+ * The operator functions.  Each public one (cobalt_recheck, cobalt_retry,
+ * cobalt_cancel, cobalt_resolve) is C: it checks that the calling role may
+ * see the job through cobalt.jobs' row security, then runs the internal
+ * function below as the extension's owner.  The internal functions are
+ * owner-only.
+ */
+CREATE FUNCTION cobalt._recheck(job_id bigint) RETURNS cobalt.job_status
+    LANGUAGE plpgsql VOLATILE PARALLEL UNSAFE
     SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
@@ -348,11 +497,14 @@ BEGIN
     RETURN cobalt._status(job_id);
 END
 $$;
+CREATE FUNCTION cobalt_recheck(job_id bigint) RETURNS cobalt.job_status
+    LANGUAGE c VOLATILE PARALLEL UNSAFE
+    AS 'MODULE_PATHNAME', 'cobalt_recheck';
 COMMENT ON FUNCTION cobalt_recheck(bigint) IS
     'Poll a timed_out (or polling) job at once, also after its late-check window.';
 
-CREATE FUNCTION cobalt_retry(job_id bigint, force boolean DEFAULT false) RETURNS bigint
-    LANGUAGE plpgsql VOLATILE PARALLEL UNSAFE SECURITY DEFINER
+CREATE FUNCTION cobalt._retry(job_id bigint, force boolean, submitted_by text) RETURNS bigint
+    LANGUAGE plpgsql VOLATILE PARALLEL UNSAFE
     SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
@@ -386,17 +538,20 @@ BEGIN
                   HINT = format('Follow job %s instead, and retry that one if it fails.', new_id);
     END IF;
     INSERT INTO cobalt.jobs (operation, account, payload, submitted_by, retry_of, next_due_at)
-    VALUES (j.operation, j.account, j.payload, cobalt._outer_user(), j.id, now())
+    VALUES (j.operation, j.account, j.payload, _retry.submitted_by, j.id, now())
     RETURNING id INTO new_id;
     PERFORM cobalt._wake_at_commit();
     RETURN new_id;
 END
 $$;
+CREATE FUNCTION cobalt_retry(job_id bigint, force boolean DEFAULT false) RETURNS bigint
+    LANGUAGE c VOLATILE PARALLEL UNSAFE
+    AS 'MODULE_PATHNAME', 'cobalt_retry';
 COMMENT ON FUNCTION cobalt_retry(bigint, boolean) IS
     'Submit a failed job (or, with force, an unknown one) again as a new job linked by retry_of; returns the new id.';
 
-CREATE FUNCTION cobalt_cancel(job_id bigint) RETURNS cobalt.job_status
-    LANGUAGE plpgsql VOLATILE PARALLEL UNSAFE SECURITY DEFINER
+CREATE FUNCTION cobalt._cancel(job_id bigint) RETURNS cobalt.job_status
+    LANGUAGE plpgsql VOLATILE PARALLEL UNSAFE
     SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
@@ -416,10 +571,14 @@ BEGIN
     RETURN cobalt._status(job_id);
 END
 $$;
+CREATE FUNCTION cobalt_cancel(job_id bigint) RETURNS cobalt.job_status
+    LANGUAGE c VOLATILE PARALLEL UNSAFE
+    AS 'MODULE_PATHNAME', 'cobalt_cancel';
 COMMENT ON FUNCTION cobalt_cancel(bigint) IS 'Cancel a queued job; it is never sent.';
 
-CREATE FUNCTION cobalt_resolve(job_id bigint, state text, note text) RETURNS cobalt.job_status
-    LANGUAGE plpgsql VOLATILE PARALLEL UNSAFE SECURITY DEFINER
+CREATE FUNCTION cobalt._resolve(job_id bigint, state text, note text, resolved_by text)
+    RETURNS cobalt.job_status
+    LANGUAGE plpgsql VOLATILE PARALLEL UNSAFE
     SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
@@ -441,14 +600,17 @@ BEGIN
                   HINT = 'The worker records the outcome of every other job itself.';
     END IF;
     UPDATE cobalt.jobs AS u
-       SET state = cobalt_resolve.state, next_due_at = NULL,
-           finished_at = now(), resolved_by = cobalt._outer_user(), resolution_note = note
+       SET state = _resolve.state, next_due_at = NULL,
+           finished_at = now(), resolved_by = _resolve.resolved_by, resolution_note = note
      WHERE u.id = job_id;
-    PERFORM cobalt._notify_outcome(j.id, cobalt_resolve.state, j.operation, j.account);
+    PERFORM cobalt._notify_outcome(j.id, _resolve.state, j.operation, j.account);
     PERFORM cobalt._wake_at_commit();
     RETURN cobalt._status(job_id);
 END
 $$;
+CREATE FUNCTION cobalt_resolve(job_id bigint, state text, note text) RETURNS cobalt.job_status
+    LANGUAGE c VOLATILE PARALLEL UNSAFE
+    AS 'MODULE_PATHNAME', 'cobalt_resolve';
 COMMENT ON FUNCTION cobalt_resolve(bigint, text, text) IS
     'Record the outcome of an unknown job after checking the EHR by hand.';
 
@@ -481,7 +643,15 @@ BEGIN
 END
 $$;
 COMMENT ON FUNCTION cobalt_set_webhook_secret(text) IS
-    'Set the secret that webhook deliveries are signed with.';
+    'Set the secret that webhook deliveries are signed with. Statement logging records it as written: prefer cobalt_set_webhook_secret_from_file.';
+
+CREATE FUNCTION cobalt_set_webhook_secret_from_file(secret_file text) RETURNS void
+    LANGUAGE sql VOLATILE PARALLEL UNSAFE
+BEGIN ATOMIC
+    SELECT @extschema@.cobalt_set_webhook_secret(cobalt._read_secret_file(secret_file));
+END;
+COMMENT ON FUNCTION cobalt_set_webhook_secret_from_file(text) IS
+    'Set the webhook signing secret from a file the server can read.';
 
 CREATE FUNCTION cobalt_ingest_webhook(body text, signature text, webhook_id text DEFAULT NULL)
     RETURNS bigint
@@ -586,7 +756,6 @@ REVOKE ALL ON FUNCTION cobalt_ingest_webhook(text, text, text) FROM PUBLIC;
 REVOKE ALL ON FUNCTION cobalt_worker_status() FROM PUBLIC;
 REVOKE ALL ON FUNCTION cobalt._wake_at_commit(boolean) FROM PUBLIC;
 REVOKE ALL ON FUNCTION cobalt._lock_job(bigint) FROM PUBLIC;
-REVOKE ALL ON FUNCTION cobalt._outer_user() FROM PUBLIC;
 REVOKE ALL ON FUNCTION cobalt._status(bigint) FROM PUBLIC;
 REVOKE ALL ON FUNCTION cobalt_recheck(bigint) FROM PUBLIC;
 REVOKE ALL ON FUNCTION cobalt_retry(bigint, boolean) FROM PUBLIC;
@@ -597,3 +766,16 @@ REVOKE ALL ON FUNCTION cobalt_add_account(text, text) FROM PUBLIC;
 REVOKE ALL ON FUNCTION cobalt_submit(text, jsonb, text) FROM PUBLIC;
 REVOKE ALL ON FUNCTION cobalt_job_status(bigint) FROM PUBLIC;
 REVOKE ALL ON FUNCTION cobalt_wait(bigint, interval) FROM PUBLIC;
+REVOKE ALL ON FUNCTION cobalt._recheck(bigint) FROM PUBLIC;
+REVOKE ALL ON FUNCTION cobalt._retry(bigint, boolean, text) FROM PUBLIC;
+REVOKE ALL ON FUNCTION cobalt._cancel(bigint) FROM PUBLIC;
+REVOKE ALL ON FUNCTION cobalt._resolve(bigint, text, text, text) FROM PUBLIC;
+REVOKE ALL ON FUNCTION cobalt._read_secret_file(text) FROM PUBLIC;
+REVOKE ALL ON FUNCTION cobalt._grant_account(text, regrole, text) FROM PUBLIC;
+REVOKE ALL ON FUNCTION cobalt._revoke_account(text, regrole) FROM PUBLIC;
+REVOKE ALL ON FUNCTION cobalt._set_role_privileges(regrole, boolean) FROM PUBLIC;
+REVOKE ALL ON FUNCTION cobalt_set_client_from_file(text, text) FROM PUBLIC;
+REVOKE ALL ON FUNCTION cobalt_add_account_from_file(text, text) FROM PUBLIC;
+REVOKE ALL ON FUNCTION cobalt_set_webhook_secret_from_file(text) FROM PUBLIC;
+REVOKE ALL ON FUNCTION cobalt_grant_account(text, regrole) FROM PUBLIC;
+REVOKE ALL ON FUNCTION cobalt_revoke_account(text, regrole) FROM PUBLIC;

@@ -130,15 +130,21 @@ SELECT payload = '{"mrn": "1234", "text": "Patient called: \"pain 7/10\"\nfollow
        payload->'custom_unknown_field' AS custom
 FROM cobalt.jobs WHERE id = :job;
 
--- submitted_by is the caller, not the owner of the SECURITY DEFINER function.
+-- EXECUTE alone is not enough: a role submits only for accounts granted
+-- to it.  submitted_by is the calling role, not the extension's owner the
+-- row is written as.  (The rules in full: the security test.)
 CREATE ROLE regress_cobalt_app NOLOGIN;
 GRANT EXECUTE ON FUNCTION cobalt_submit(text, jsonb, text) TO regress_cobalt_app;
 SET ROLE regress_cobalt_app;
-SELECT cobalt_submit('task.create', '{"title": "call back"}') AS app_job \gset
-SELECT count(*) FROM cobalt.jobs;
+SELECT cobalt_submit('task.create', '{"title": "call back"}');
 RESET ROLE;
-SELECT operation, account, submitted_by, state FROM cobalt.jobs WHERE id = :app_job;
 REVOKE EXECUTE ON FUNCTION cobalt_submit(text, jsonb, text) FROM regress_cobalt_app;
+SELECT cobalt_grant_account('clinic-a', 'regress_cobalt_app');
+SET ROLE regress_cobalt_app;
+SELECT cobalt_submit('task.create', '{"title": "call back"}') AS app_job \gset
+SELECT operation, account, submitted_by, state FROM cobalt.jobs WHERE id = :app_job;
+RESET ROLE;
+SELECT cobalt_revoke_account('clinic-a', 'regress_cobalt_app');
 DROP ROLE regress_cobalt_app;
 
 --

@@ -68,6 +68,31 @@ extern void cobalt_report_worker_error(const char *message);
 extern bool cobalt_state_is_final(const char *state);
 
 /* ----------
+ * access.c: the caller's rights, acting as the owner, secret files
+ * ----------
+ */
+
+/* The user and security context saved while acting as the owner. */
+typedef struct CobaltSavedUser
+{
+	Oid			userid;
+	int			sec_context;
+} CobaltSavedUser;
+
+/* Most arguments an internal function called as the owner takes. */
+#define COBALT_INTERNAL_MAX_ARGS 4
+
+extern Oid	cobalt_extension_owner(void);
+extern void cobalt_require_job_reader(Oid roleid);
+extern void cobalt_pin_search_path(void);
+extern void cobalt_unpin_search_path(void);
+extern void cobalt_act_as_owner(CobaltSavedUser *saved, Oid owner);
+extern void cobalt_act_as_caller(const CobaltSavedUser *saved);
+extern Datum cobalt_call_as_owner(const char *name, int nargs, Oid *argtypes,
+								  Datum *args, bool *argnulls, bool *isnull);
+extern char *cobalt_read_secret_file(const char *path);
+
+/* ----------
  * guc.c: settings
  * ----------
  */
@@ -79,6 +104,8 @@ extern int	cobalt_max_concurrent_requests;
 extern int	cobalt_late_check_interval_ms;
 extern int	cobalt_late_check_window_s;
 extern int	cobalt_retention_s;
+extern int	cobalt_max_payload_size;
+extern char *cobalt_ca_file;
 
 extern void cobalt_define_settings(void);
 
@@ -86,6 +113,9 @@ extern void cobalt_define_settings(void);
  * request.c: turning a job into an HTTP request
  * ----------
  */
+
+/* Deepest nesting of objects and arrays a payload may have. */
+#define COBALT_PAYLOAD_MAX_DEPTH	32
 
 /* One row of cobalt.operations. */
 typedef struct CobaltOperation
@@ -108,6 +138,7 @@ typedef struct CobaltRequestSpec
 	int			nform;
 } CobaltRequestSpec;
 
+extern void cobalt_check_payload_limits(Jsonb *payload);
 extern void cobalt_validate_payload(const CobaltOperation *op, Jsonb *payload);
 extern char *cobalt_build_request(const CobaltOperation *op, Jsonb *payload,
 								  CobaltRequestSpec *spec);
@@ -123,7 +154,8 @@ typedef struct CobaltSubmitContext
 	bool		operation_found;
 	CobaltOperation op;
 	bool		client_set;
-	int			naccounts;		/* matching accounts found, at most 2 */
+	int			naccounts;		/* matching accounts the caller may use, at
+								 * most 2 */
 	char	   *account;		/* the account when naccounts == 1 */
 } CobaltSubmitContext;
 
@@ -195,13 +227,14 @@ typedef struct CobaltCredentials
 } CobaltCredentials;
 
 extern void cobalt_store_submit_context(const char *operation, const char *account,
+										Oid caller, bool caller_is_owner,
 										CobaltSubmitContext *ctx);
 extern char *cobalt_store_operation_list(void);
-extern Oid	cobalt_extension_owner(void);
 extern int64 cobalt_store_insert_job(const char *operation, const char *account,
-									 Jsonb *payload);
+									 Jsonb *payload, const char *submitted_by);
 extern HeapTuple cobalt_store_job_status(int64 job_id, TupleDesc *desc,
 										 char **state);
+extern bool cobalt_store_job_visible(int64 job_id);
 extern int	cobalt_store_recover_sending(void);
 extern List *cobalt_store_load_polling(void);
 extern List *cobalt_store_claim_queued(int limit);

@@ -72,6 +72,8 @@ typedef struct CobaltHttpRequest
 	bool		response_too_large;
 	bool		maybe_delivered;	/* request may have reached the server */
 	char		retry_after[64];	/* Retry-After header value, or "" */
+	char		redirect_url[256];	/* a 3xx answer's Location (never
+									 * followed), printable ASCII, or "" */
 
 	/* private to http.c */
 	void	   *easy;
@@ -89,6 +91,7 @@ extern CobaltHttp *cobalt_http_create(const char *user_agent, const char *ca_fil
 									  char *errbuf, size_t errlen);
 extern void cobalt_http_destroy(CobaltHttp *http);
 extern void cobalt_http_set_max_connections(CobaltHttp *http, long max);
+extern bool cobalt_http_set_ca_file(CobaltHttp *http, const char *ca_file);
 extern bool cobalt_http_start(CobaltHttp *http, CobaltHttpRequest *req,
 							  char *errbuf, size_t errlen);
 extern int	cobalt_http_wait_fd(CobaltHttp *http);

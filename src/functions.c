@@ -2,11 +2,14 @@
  *
  * functions.c
  *		SQL-callable functions: cobalt_submit, cobalt_job_status,
- *		cobalt_wait, and the worker wake-up used by the admin functions.
+ *		cobalt_wait, the operator functions' access checks, the webhook
+ *		signature check, the worker's status, and the wake-up used by the
+ *		SQL functions.
  *
  * These are entry points only: argument checks and error reporting live
- * here, every table access in store.c.  Bad input is refused with an
- * ERROR carrying an errcode and a hint before anything is inserted.
+ * here, every table access in store.c, the rules of who may do what in
+ * access.c.  Bad input is refused with an ERROR carrying an errcode and a
+ * hint before anything is inserted.
  *
  * cobalt_wait sleeps on a condition variable in shared memory that the
  * worker broadcasts after each commit of job outcomes, re-reading the job
@@ -28,7 +31,8 @@
 #include "funcapi.h"
 #include "miscadmin.h"
 #include "pgstat.h"
-#include "catalog/namespace.h"
+#include "catalog/pg_type.h"
+#include "utils/acl.h"
 #include "utils/builtins.h"
 #include "utils/jsonb.h"
 #include "utils/timestamp.h"
@@ -41,7 +45,13 @@ PG_FUNCTION_INFO_V1(cobalt_submit);
 PG_FUNCTION_INFO_V1(cobalt_job_status);
 PG_FUNCTION_INFO_V1(cobalt_wait);
 PG_FUNCTION_INFO_V1(cobalt_wake_at_commit);
-PG_FUNCTION_INFO_V1(cobalt_outer_user);
+PG_FUNCTION_INFO_V1(cobalt_recheck);
+PG_FUNCTION_INFO_V1(cobalt_retry);
+PG_FUNCTION_INFO_V1(cobalt_cancel);
+PG_FUNCTION_INFO_V1(cobalt_resolve);
+PG_FUNCTION_INFO_V1(cobalt_read_secret_file_sql);
+PG_FUNCTION_INFO_V1(cobalt_grant_account);
+PG_FUNCTION_INFO_V1(cobalt_revoke_account);
 PG_FUNCTION_INFO_V1(cobalt_hmac_matches);
 PG_FUNCTION_INFO_V1(cobalt_worker_status);
 
@@ -88,9 +98,42 @@ job_id_arg(FunctionCallInfo fcinfo)
 }
 
 /*
+ * ERROR for a submit that found no account the caller may use ("account"
+ * is the one asked for, or NULL).  To a role that is not the owner, an
+ * account that does not exist and one it was not granted look the same.
+ */
+static void
+report_no_usable_account(const char *account, const char *caller_name,
+						 bool caller_is_owner)
+{
+	if (account != NULL && caller_is_owner)
+		ereport(ERROR,
+				(errcode(ERRCODE_UNDEFINED_OBJECT),
+				 errmsg("unknown cobalt account \"%s\"", account),
+				 errhint("Add it with cobalt_add_account(account, access_token).")));
+	if (account != NULL)
+		ereport(ERROR,
+				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+				 errmsg("permission denied for cobalt account \"%s\"", account),
+				 errdetail("Role \"%s\" may submit jobs only for the accounts granted to it or to a role it belongs to.",
+						   caller_name),
+				 errhint("The extension's owner grants an account with cobalt_grant_account(account, role).")));
+	if (caller_is_owner)
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("no cobalt account exists"),
+				 errhint("Add one with cobalt_add_account(account, access_token).")));
+	ereport(ERROR,
+			(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+			 errmsg("no cobalt account is granted to role \"%s\"", caller_name),
+			 errhint("The extension's owner grants an account with cobalt_grant_account(account, role).")));
+}
+
+/*
  * cobalt_submit(operation text, payload jsonb, account text DEFAULT NULL)
- * returns bigint: queue one Cobalt operation; it is sent once the calling
- * transaction commits.  Returns the local job id.
+ * returns bigint: queue one Cobalt operation for an account the caller may
+ * use; it is sent once the calling transaction commits.  Returns the local
+ * job id.
  */
 Datum
 cobalt_submit(PG_FUNCTION_ARGS)
@@ -101,9 +144,11 @@ cobalt_submit(PG_FUNCTION_ARGS)
 	Jsonb	   *payload;
 	CobaltSubmitContext ctx;
 	int64		id;
-	Oid			save_userid;
-	int			save_sec;
-	OverrideSearchPath pinned;
+	Oid			caller = GetUserId();
+	Oid			owner;
+	bool		caller_is_owner;
+	char	   *caller_name;
+	CobaltSavedUser saved;
 
 	if (PG_ARGISNULL(1))
 		ereport(ERROR,
@@ -114,23 +159,21 @@ cobalt_submit(PG_FUNCTION_ARGS)
 	if (!PG_ARGISNULL(2))
 		account = required_text_arg(fcinfo, 2, "account",
 									"Name an account added with cobalt_add_account, or leave it out when only one exists.");
+	cobalt_check_payload_limits(payload);
 
 	/*
 	 * Read and write cobalt's tables as the extension's owner, with the
-	 * search path pinned to pg_catalog.  Done here rather than with
-	 * SECURITY DEFINER ... SET search_path, whose per-call configuration
-	 * change costs about a third of a submit.  An error restores both (at
-	 * (sub)transaction abort).
+	 * search path pinned.  Done here rather than with SECURITY DEFINER ...
+	 * SET search_path, whose per-call configuration change costs about a
+	 * third of a submit.  An error restores both (at (sub)transaction
+	 * abort).
 	 */
-	GetUserIdAndSecContext(&save_userid, &save_sec);
-	SetUserIdAndSecContext(cobalt_extension_owner(), save_sec | SECURITY_LOCAL_USERID_CHANGE);
-	pinned.schemas = NIL;
-	pinned.addCatalog = true;
-	pinned.addTemp = false;
-	pinned.generation = 0;
-	PushOverrideSearchPath(&pinned);
+	owner = cobalt_extension_owner();
+	caller_is_owner = has_privs_of_role(caller, owner);
+	caller_name = GetUserNameFromId(caller, false);
+	cobalt_act_as_owner(&saved, owner);
 
-	cobalt_store_submit_context(operation, account, &ctx);
+	cobalt_store_submit_context(operation, account, caller, caller_is_owner, &ctx);
 
 	if (!ctx.operation_found)
 		ereport(ERROR,
@@ -142,27 +185,20 @@ cobalt_submit(PG_FUNCTION_ARGS)
 				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
 				 errmsg("cobalt client credentials are not set"),
 				 errhint("Call cobalt_set_client(client_id, client_secret) first.")));
-	if (account != NULL && ctx.naccounts == 0)
-		ereport(ERROR,
-				(errcode(ERRCODE_UNDEFINED_OBJECT),
-				 errmsg("unknown cobalt account \"%s\"", account),
-				 errhint("Add it with cobalt_add_account(account, access_token).")));
-	if (account == NULL && ctx.naccounts == 0)
-		ereport(ERROR,
-				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
-				 errmsg("no cobalt account exists"),
-				 errhint("Add one with cobalt_add_account(account, access_token).")));
+	if (ctx.naccounts == 0)
+		report_no_usable_account(account, caller_name, caller_is_owner);
 	if (account == NULL && ctx.naccounts > 1)
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 				 errmsg("cobalt account must be given when several accounts exist"),
-				 errhint("Pass account => 'name'; the accounts are listed in cobalt.accounts.")));
+				 caller_is_owner ?
+				 errhint("Pass account => 'name'; the accounts are listed in cobalt.accounts.") :
+				 errhint("Pass account => 'name'; the accounts granted to you are listed in cobalt.account_grants.")));
 
 	cobalt_validate_payload(&ctx.op, payload);
-	id = cobalt_store_insert_job(ctx.op.operation, ctx.account, payload);
+	id = cobalt_store_insert_job(ctx.op.operation, ctx.account, payload, caller_name);
 
-	PopOverrideSearchPath();
-	SetUserIdAndSecContext(save_userid, save_sec);
+	cobalt_act_as_caller(&saved);
 	cobalt_wake_worker_at_commit(false);
 	PG_RETURN_INT64(id);
 }
@@ -197,8 +233,12 @@ cobalt_job_status(PG_FUNCTION_ARGS)
 	int64		id = job_id_arg(fcinfo);
 	TupleDesc	desc = status_desc(fcinfo);
 	char	   *state;
-	HeapTuple	tuple = cobalt_store_job_status(id, &desc, &state);
+	HeapTuple	tuple;
 
+	cobalt_require_job_reader(GetUserId());
+	cobalt_pin_search_path();
+	tuple = cobalt_store_job_status(id, &desc, &state);
+	cobalt_unpin_search_path();
 	if (tuple == NULL)
 		report_no_such_job(id);
 	PG_RETURN_DATUM(HeapTupleGetDatum(tuple));
@@ -239,6 +279,8 @@ cobalt_wait(PG_FUNCTION_ARGS)
 				 errhint("Wait in shorter steps, or check back later with cobalt_job_status.")));
 	deadline = TimestampTzPlusMilliseconds(GetCurrentTimestamp(), timeout_us / 1000);
 
+	cobalt_require_job_reader(GetUserId());
+	cobalt_pin_search_path();
 	for (;;)
 	{
 		long		left_ms;
@@ -278,19 +320,167 @@ cobalt_wait(PG_FUNCTION_ARGS)
 		CHECK_FOR_INTERRUPTS();
 		heap_freetuple(tuple);
 	}
+	cobalt_unpin_search_path();
 	if (sleeping)
 		ConditionVariableCancelSleep();
 	PG_RETURN_DATUM(HeapTupleGetDatum(tuple));
 }
 
 /*
- * cobalt._outer_user(): the role that called into cobalt (SET ROLE
- * respected), not the owner a SECURITY DEFINER function runs as.
+ * ERROR, as if it did not exist, unless the caller may see job "id"
+ * through cobalt.jobs' row security.
+ */
+static void
+require_visible_job(int64 id)
+{
+	bool		visible;
+
+	cobalt_require_job_reader(GetUserId());
+	cobalt_pin_search_path();
+	visible = cobalt_store_job_visible(id);
+	cobalt_unpin_search_path();
+	if (!visible)
+		report_no_such_job(id);
+}
+
+/*
+ * The operator functions: check the caller may see the job, then run the
+ * internal function of the same name as the extension's owner.  The
+ * arguments after the job id are passed as they are (NULLs included: the
+ * internal functions check them), then, for those that record who acted,
+ * the caller's name.
+ */
+static Datum
+job_operator(FunctionCallInfo fcinfo, const char *internal, int nargs,
+			 const Oid *types, bool add_caller)
+{
+	int64		id = job_id_arg(fcinfo);
+	Oid			argtypes[COBALT_INTERNAL_MAX_ARGS];
+	Datum		args[COBALT_INTERNAL_MAX_ARGS];
+	bool		nulls[COBALT_INTERNAL_MAX_ARGS];
+	int			n = 0;
+	bool		isnull;
+	Datum		result;
+
+	require_visible_job(id);
+	argtypes[n] = INT8OID;
+	args[n] = Int64GetDatum(id);
+	nulls[n++] = false;
+	for (int i = 1; i < nargs; i++)
+	{
+		argtypes[n] = types[i];
+		nulls[n] = PG_ARGISNULL(i);
+		args[n] = nulls[n] ? (Datum) 0 : PG_GETARG_DATUM(i);
+		n++;
+	}
+	if (add_caller)
+	{
+		argtypes[n] = TEXTOID;
+		args[n] = CStringGetTextDatum(GetUserNameFromId(GetUserId(), false));
+		nulls[n++] = false;
+	}
+	result = cobalt_call_as_owner(internal, n, argtypes, args, nulls, &isnull);
+	if (isnull)
+		PG_RETURN_NULL();
+	return result;
+}
+
+/* cobalt_recheck(job_id bigint) returns cobalt.job_status */
+Datum
+cobalt_recheck(PG_FUNCTION_ARGS)
+{
+	static const Oid types[] = {INT8OID};
+
+	return job_operator(fcinfo, "_recheck", 1, types, false);
+}
+
+/* cobalt_retry(job_id bigint, force boolean DEFAULT false) returns bigint */
+Datum
+cobalt_retry(PG_FUNCTION_ARGS)
+{
+	static const Oid types[] = {INT8OID, BOOLOID};
+
+	return job_operator(fcinfo, "_retry", 2, types, true);
+}
+
+/* cobalt_cancel(job_id bigint) returns cobalt.job_status */
+Datum
+cobalt_cancel(PG_FUNCTION_ARGS)
+{
+	static const Oid types[] = {INT8OID};
+
+	return job_operator(fcinfo, "_cancel", 1, types, false);
+}
+
+/*
+ * cobalt_resolve(job_id bigint, state text, note text) returns
+ * cobalt.job_status
  */
 Datum
-cobalt_outer_user(PG_FUNCTION_ARGS)
+cobalt_resolve(PG_FUNCTION_ARGS)
 {
-	PG_RETURN_TEXT_P(cstring_to_text(GetUserNameFromId(GetOuterUserId(), false)));
+	static const Oid types[] = {INT8OID, TEXTOID, TEXTOID};
+
+	return job_operator(fcinfo, "_resolve", 3, types, true);
+}
+
+/*
+ * cobalt_grant_account(account text, role regrole) and
+ * cobalt_revoke_account(account text, role regrole): for the extension's
+ * owner (and its members, and superusers) only; the internal functions do
+ * the work as the owner.
+ */
+static Datum
+account_grant(FunctionCallInfo fcinfo, bool grant)
+{
+	Oid			argtypes[3] = {TEXTOID, REGROLEOID, TEXTOID};
+	Datum		args[3];
+	bool		nulls[3] = {false, false, false};
+	bool		isnull;
+
+	if (!has_privs_of_role(GetUserId(), cobalt_extension_owner()))
+		ereport(ERROR,
+				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+				 errmsg("permission denied to %s cobalt accounts", grant ? "grant" : "revoke"),
+				 errdetail("Only the owner of the cobalt extension, its members and superusers administer cobalt."),
+				 errhint("Ask the extension's owner to do it.")));
+	if (PG_ARGISNULL(0) || PG_ARGISNULL(1) || PG_GETARG_OID(1) == InvalidOid)
+		ereport(ERROR,
+				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+				 errmsg("cobalt account and role must not be null"),
+				 errhint("Name an account added with cobalt_add_account and an existing role.")));
+	args[0] = PG_GETARG_DATUM(0);
+	args[1] = PG_GETARG_DATUM(1);
+	args[2] = CStringGetTextDatum(GetUserNameFromId(GetUserId(), false));
+	(void) cobalt_call_as_owner(grant ? "_grant_account" : "_revoke_account",
+								grant ? 3 : 2, argtypes, args, nulls, &isnull);
+	PG_RETURN_VOID();
+}
+
+Datum
+cobalt_grant_account(PG_FUNCTION_ARGS)
+{
+	return account_grant(fcinfo, true);
+}
+
+Datum
+cobalt_revoke_account(PG_FUNCTION_ARGS)
+{
+	return account_grant(fcinfo, false);
+}
+
+/*
+ * cobalt._read_secret_file(path text) returns text: a secret from a file
+ * the server can read (see cobalt_read_secret_file).
+ */
+Datum
+cobalt_read_secret_file_sql(PG_FUNCTION_ARGS)
+{
+	char	   *secret = cobalt_read_secret_file(text_to_cstring(PG_GETARG_TEXT_PP(0)));
+	text	   *result = cstring_to_text(secret);
+
+	explicit_bzero(secret, strlen(secret));
+	PG_RETURN_TEXT_P(result);
 }
 
 /*

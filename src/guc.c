@@ -3,9 +3,11 @@
  * guc.c
  *		cobalt's settings, all defined in one place.
  *
- * Settings that point the worker somewhere (database, API URL) can only
- * be set by a superuser: PGC_POSTMASTER / PGC_SIGHUP settings are read
- * from the server's configuration only.  The worker re-reads the
+ * Settings that point the worker somewhere or decide whom it trusts
+ * (database, API URL, CA file) can only be set by a superuser:
+ * PGC_POSTMASTER / PGC_SIGHUP settings are read from the server's
+ * configuration only, and GUC_SUPERUSER_ONLY hides their values from
+ * other roles.  The payload limit is PGC_SUSET.  The worker re-reads the
  * reloadable ones on SIGHUP.  The "cobalt." prefix is reserved, so a
  * misspelt cobalt setting is reported instead of silently ignored.
  *
@@ -18,6 +20,7 @@
 #include <limits.h>
 
 #include "utils/guc.h"
+#include "utils/memutils.h"
 
 #include "cobalt.h"
 
@@ -29,6 +32,8 @@ int			cobalt_max_concurrent_requests = 64;
 int			cobalt_late_check_interval_ms = 60000;
 int			cobalt_late_check_window_s = 86400;
 int			cobalt_retention_s = 30 * 86400;
+int			cobalt_max_payload_size = 32 * 1024 * 1024;
+char	   *cobalt_ca_file = NULL;
 
 /* cobalt.api_url must be an absolute http or https URL. */
 static bool
@@ -138,6 +143,24 @@ cobalt_define_settings(void)
 							PGC_SIGHUP,
 							GUC_UNIT_S,
 							NULL, NULL, NULL);
+
+	DefineCustomIntVariable("cobalt.max_payload_size",
+							"Largest payload cobalt_submit accepts, documents included.",
+							"Measured as the payload's jsonb size.",
+							&cobalt_max_payload_size,
+							32 * 1024 * 1024, 1024, MaxAllocSize,
+							PGC_SUSET,
+							GUC_UNIT_BYTE,
+							NULL, NULL, NULL);
+
+	DefineCustomStringVariable("cobalt.ca_file",
+							   "File of CA certificates that Cobalt's TLS certificate is verified against.",
+							   "Empty: the system's CA certificates. Verification itself is always on.",
+							   &cobalt_ca_file,
+							   "",
+							   PGC_SIGHUP,
+							   GUC_SUPERUSER_ONLY,
+							   NULL, NULL, NULL);
 
 	MarkGUCPrefixReserved("cobalt");
 }

@@ -11,7 +11,8 @@
  * and reused by the multi handle; easy handles are recycled.
  *
  * Invariants kept here:
- *	- only http and https, TLS peer and host verification always on, no
+ *	- only http and https, TLS peer and host verification always on (no
+ *	  option turns it off; cobalt.ca_file only chooses the CAs), no
  *	  redirects followed, no signals (CURLOPT_NOSIGNAL);
  *	- a response body is read up to COBALT_MAX_RESPONSE_SIZE, then the
  *	  transfer is aborted and flagged response_too_large;
@@ -152,6 +153,33 @@ cobalt_http_create(const char *user_agent, const char *ca_file,
 	return http;
 }
 
+/*
+ * Verify servers against the CA certificates in "ca_file" from now on
+ * (NULL or "": the system's), on every new connection; a poll may still
+ * reuse a connection verified before (libcurl closes idle ones within
+ * two minutes).  Returns false (nothing changed) when out of memory.
+ */
+bool
+cobalt_http_set_ca_file(CobaltHttp *http, const char *ca_file)
+{
+	char	   *copy = NULL;
+
+	if (ca_file && ca_file[0])
+	{
+		if ((copy = strdup(ca_file)) == NULL)
+			return false;
+	}
+	if ((copy == NULL && http->ca_file == NULL) ||
+		(copy && http->ca_file && strcmp(copy, http->ca_file) == 0))
+	{
+		free(copy);
+		return true;
+	}
+	free(http->ca_file);
+	http->ca_file = copy;
+	return true;
+}
+
 /* Bound the connection cache (and so the connections kept open). */
 void
 cobalt_http_set_max_connections(CobaltHttp *http, long max)
@@ -245,6 +273,7 @@ cobalt_http_start(CobaltHttp *http, CobaltHttpRequest *req,
 	req->response_too_large = false;
 	req->maybe_delivered = false;
 	req->retry_after[0] = '\0';
+	req->redirect_url[0] = '\0';
 
 	easy = http->nidle > 0 ? http->idle[--http->nidle] : curl_easy_init();
 	if (easy == NULL)
@@ -279,7 +308,10 @@ cobalt_http_start(CobaltHttp *http, CobaltHttpRequest *req,
 	if (strcmp(req->method, "GET") != 0)
 		curl_easy_setopt(easy, CURLOPT_FRESH_CONNECT, 1L);
 	curl_easy_setopt(easy, CURLOPT_PROTOCOLS_STR, "http,https");
+	/* never follow a redirect (and were one followed: https only) */
 	curl_easy_setopt(easy, CURLOPT_FOLLOWLOCATION, 0L);
+	curl_easy_setopt(easy, CURLOPT_REDIR_PROTOCOLS_STR, "https");
+	curl_easy_setopt(easy, CURLOPT_MAXREDIRS, 0L);
 	curl_easy_setopt(easy, CURLOPT_NOSIGNAL, 1L);
 	curl_easy_setopt(easy, CURLOPT_SSL_VERIFYPEER, 1L);
 	curl_easy_setopt(easy, CURLOPT_SSL_VERIFYHOST, 2L);
@@ -401,6 +433,23 @@ maybe_delivered(CURL *easy, CURLcode code)
 	}
 }
 
+/*
+ * Keep a 3xx answer's Location for the error text, as printable ASCII (a
+ * hostile value cannot put control bytes or broken UTF-8 into the job).
+ */
+static void
+copy_redirect_url(CURL *easy, CobaltHttpRequest *req)
+{
+	char	   *url = NULL;
+	size_t		n = 0;
+
+	if (curl_easy_getinfo(easy, CURLINFO_REDIRECT_URL, &url) != CURLE_OK || url == NULL)
+		return;
+	for (; url[n] != '\0' && n < sizeof(req->redirect_url) - 1; n++)
+		req->redirect_url[n] = (url[n] >= 0x20 && url[n] < 0x7f) ? url[n] : '?';
+	req->redirect_url[n] = '\0';
+}
+
 /* Detach a finished transfer, fill the response fields, hand it back. */
 static void
 finish_transfer(CobaltHttp *http, CURL *easy, CURLcode code,
@@ -421,6 +470,8 @@ finish_transfer(CobaltHttp *http, CURL *easy, CURLcode code,
 
 	req->curl_code = (int) code;
 	curl_easy_getinfo(easy, CURLINFO_RESPONSE_CODE, &req->status);
+	if (req->status >= 300 && req->status < 400)
+		copy_redirect_url(easy, req);
 	if (code != CURLE_OK)
 	{
 		if (req->error[0] == '\0')

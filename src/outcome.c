@@ -61,6 +61,16 @@ format_text(const char *fmt,...)
 	return out;
 }
 
+/* "HTTP status 302, a redirect to ... (never followed)" */
+static char *
+redirect_text(const CobaltHttpRequest *req)
+{
+	if (req->redirect_url[0] == '\0')
+		return format_text("HTTP status %ld, a redirect (never followed)", req->status);
+	return format_text("HTTP status %ld, a redirect to %s (never followed)",
+					   req->status, req->redirect_url);
+}
+
 /* Is this HTTP status a definitive rejection of a job-creating request? */
 static bool
 status_is_rejection(long status)
@@ -80,15 +90,17 @@ status_is_rejection(long status)
 }
 
 /*
- * The text for a failed HTTP answer: the body's "message" when there is
- * one, else the status.
+ * The text for a failed HTTP answer: for a redirect, where it pointed;
+ * else the body's "message" when there is one, else the status.
  */
 static char *
-http_error_text(long status, const CobaltSendAnswer *answer)
+http_error_text(const CobaltHttpRequest *req, const CobaltSendAnswer *answer)
 {
+	if (req->status >= 300 && req->status < 400)
+		return redirect_text(req);
 	if (answer->message != NULL && answer->message[0] != '\0')
 		return strdup(answer->message);
-	return format_text("HTTP status %ld", status);
+	return format_text("HTTP status %ld", req->status);
 }
 
 /*
@@ -164,7 +176,7 @@ cobalt_classify_send(const CobaltHttpRequest *req, time_t now,
 	else if (status_is_rejection(req->status))
 	{
 		outcome->verdict = COBALT_SEND_REJECTED;
-		outcome->error = http_error_text(req->status, &answer);
+		outcome->error = http_error_text(req, &answer);
 	}
 	else
 	{
@@ -174,7 +186,7 @@ cobalt_classify_send(const CobaltHttpRequest *req, time_t now,
 			outcome->error = format_text("HTTP status %ld with a body over the size limit",
 										 req->status);
 		else
-			outcome->error = http_error_text(req->status, &answer);
+			outcome->error = http_error_text(req, &answer);
 	}
 	if (readable)
 		outcome->result_json = dup_or_null(answer.body_json);
@@ -213,6 +225,14 @@ cobalt_classify_poll(const CobaltHttpRequest *req, time_t now,
 	{
 		outcome->retry_after_ms = cobalt_parse_retry_after(req->retry_after, now);
 		outcome->error = strdup("poll answered with HTTP status 429");
+		return;
+	}
+	if (req->status >= 300 && req->status < 400)
+	{
+		char	   *redirect = redirect_text(req);
+
+		outcome->error = format_text("poll answered with %s", redirect ? redirect : "a redirect");
+		free(redirect);
 		return;
 	}
 	if (req->status < 200 || req->status >= 300)

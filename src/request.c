@@ -199,6 +199,45 @@ check_payload(const CobaltOperation *op, Jsonb *payload, PayloadProblem *problem
 }
 
 /*
+ * Check a payload's size and nesting at submit (before anything is looked
+ * up or inserted): ERROR when it is larger than cobalt.max_payload_size or
+ * nested deeper than COBALT_PAYLOAD_MAX_DEPTH.
+ */
+void
+cobalt_check_payload_limits(Jsonb *payload)
+{
+	Size		size = VARSIZE(payload);
+	JsonbIterator *it;
+	JsonbValue	v;
+	JsonbIteratorToken tok;
+	int			depth = 0;
+
+	if (size > (Size) cobalt_max_payload_size)
+		ereport(ERROR,
+				(errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
+				 errmsg("cobalt payload is too large"),
+				 errdetail("It takes %zu bytes; cobalt.max_payload_size is %d bytes.",
+						   size, cobalt_max_payload_size),
+				 errhint("Send a smaller payload or document, or ask a superuser to raise cobalt.max_payload_size.")));
+	it = JsonbIteratorInit(&payload->root);
+	while ((tok = JsonbIteratorNext(&it, &v, false)) != WJB_DONE)
+	{
+		if (tok == WJB_BEGIN_ARRAY || tok == WJB_BEGIN_OBJECT)
+		{
+			if (++depth > COBALT_PAYLOAD_MAX_DEPTH)
+				ereport(ERROR,
+						(errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
+						 errmsg("cobalt payload is nested too deeply"),
+						 errdetail("Objects and arrays may be nested at most %d levels deep.",
+								   COBALT_PAYLOAD_MAX_DEPTH),
+						 errhint("Flatten the payload: Cobalt's operations take a few levels at most.")));
+		}
+		else if (tok == WJB_END_ARRAY || tok == WJB_END_OBJECT)
+			depth--;
+	}
+}
+
+/*
  * Check a payload at submit: ERROR (nothing inserted yet) when it does not
  * fit the operation.
  */

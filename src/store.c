@@ -5,10 +5,13 @@
  *		(submit, status) and the worker side (recover, claim, record).
  *
  * Statements are prepared once per process and kept (SPI_keepplan); the
- * plan cache re-plans them after DROP/CREATE EXTENSION.  All names are
- * schema-qualified, and callers run with search_path pinned to
- * pg_catalog, pg_temp (SECURITY DEFINER functions' SET clause, or the
+ * plan cache re-plans them after DROP/CREATE EXTENSION, and for another
+ * user where row security applies.  All names are schema-qualified, and
+ * callers run with the search path pinned (cobalt_pin_search_path, or the
  * worker's own setting), so no user object can capture them.
+ *
+ * Session-side reads of cobalt.jobs run as the calling role, so its row
+ * security decides what they see; writes run as the extension's owner.
  *
  * Session-side functions connect to SPI themselves and copy what they
  * return into the caller's memory context.  Worker-side functions must be
@@ -30,14 +33,11 @@
 
 #include "access/htup_details.h"
 #include "access/xact.h"
-#include "catalog/namespace.h"
-#include "catalog/pg_class.h"
 #include "catalog/pg_type.h"
 #include "executor/spi.h"
 #include "lib/stringinfo.h"
 #include "miscadmin.h"
 #include "utils/array.h"
-#include "utils/syscache.h"
 #include "utils/builtins.h"
 #include "utils/hsearch.h"
 #include "utils/json.h"
@@ -116,78 +116,61 @@ read_operation(HeapTuple tuple, TupleDesc desc, int first, CobaltOperation *op)
 /*
  * Look up what cobalt_submit needs in one statement: the operation, whether
  * client credentials are set, and the account (the given one, or the only
- * one when none is given).  Connects to SPI itself; results are allocated
- * in the caller's memory context.
+ * one when none is given) among those "caller" may use: all of them when
+ * caller_is_owner, else those granted to a role whose privileges it has.
+ * Connects to SPI itself; results are allocated in the caller's memory
+ * context.
  */
 void
 cobalt_store_submit_context(const char *operation, const char *account,
+							Oid caller, bool caller_is_owner,
 							CobaltSubmitContext *ctx)
 {
 	static SPIPlanPtr plan = NULL;
-	Oid			types[2] = {TEXTOID, TEXTOID};
-	Datum		values[2];
-	char		nulls[2] = {' ', ' '};
-	MemoryContext caller = CurrentMemoryContext;
+	Oid			types[4] = {TEXTOID, TEXTOID, BOOLOID, OIDOID};
+	Datum		values[4];
+	char		nulls[4] = {' ', ' ', ' ', ' '};
+	MemoryContext caller_cxt = CurrentMemoryContext;
 	HeapTuple	tuple;
 	TupleDesc	desc;
 
 	memset(ctx, 0, sizeof(*ctx));
 	SPI_connect();
 	prepare_once(&plan,
+				 "WITH usable AS ("
+				 "  SELECT a.account FROM cobalt.accounts a "
+				 "   WHERE ($2::pg_catalog.text IS NULL OR a.account OPERATOR(pg_catalog.=) $2) "
+				 "     AND ($3 OR EXISTS (SELECT 1 FROM cobalt.account_grants g "
+				 "                         WHERE g.account OPERATOR(pg_catalog.=) a.account "
+				 "                           AND pg_catalog.pg_has_role($4, g.role::pg_catalog.oid, 'USAGE'))) "
+				 "   LIMIT 2) "
 				 "SELECT " OPERATION_COLUMNS ", "
 				 "  EXISTS (SELECT 1 FROM cobalt.client), "
-				 "  (SELECT pg_catalog.count(*)::pg_catalog.int4 FROM "
-				 "     (SELECT 1 FROM cobalt.accounts a "
-				 "       WHERE $2::pg_catalog.text IS NULL OR a.account OPERATOR(pg_catalog.=) $2 "
-				 "       LIMIT 2) s), "
-				 "  (SELECT a.account FROM cobalt.accounts a "
-				 "    WHERE $2::pg_catalog.text IS NULL OR a.account OPERATOR(pg_catalog.=) $2 "
-				 "    LIMIT 1) "
+				 "  (SELECT pg_catalog.count(*)::pg_catalog.int4 FROM usable), "
+				 "  (SELECT pg_catalog.min(u.account) FROM usable u) "
 				 "FROM (VALUES (1)) v "
 				 "LEFT JOIN cobalt.operations o ON o.operation OPERATOR(pg_catalog.=) $1",
-				 2, types);
+				 4, types);
 	values[0] = CStringGetTextDatum(operation);
 	if (account != NULL)
 		values[1] = CStringGetTextDatum(account);
 	else
 		nulls[1] = 'n';
+	values[2] = BoolGetDatum(caller_is_owner);
+	values[3] = ObjectIdGetDatum(caller);
 	if (SPI_execute_plan(plan, values, nulls, true, 1) != SPI_OK_SELECT ||
 		SPI_processed != 1)
 		elog(ERROR, "cobalt: looking up the submit context failed");
 
 	tuple = SPI_tuptable->vals[0];
 	desc = SPI_tuptable->tupdesc;
-	MemoryContextSwitchTo(caller);
+	MemoryContextSwitchTo(caller_cxt);
 	read_operation(tuple, desc, 1, &ctx->op);
 	ctx->operation_found = (ctx->op.operation != NULL);
 	ctx->client_set = (strcmp(text_column(tuple, desc, 7), "t") == 0);
 	ctx->naccounts = (int) pg_strtoint32(text_column(tuple, desc, 8));
 	ctx->account = text_column(tuple, desc, 9);
 	SPI_finish();
-}
-
-/*
- * The owner of the cobalt extension (who owns its tables), whom
- * cobalt_submit acts as; ERROR if the extension does not exist.  Three
- * syscache lookups: cheap enough for every submit.
- */
-Oid
-cobalt_extension_owner(void)
-{
-	Oid			nsp = get_namespace_oid(COBALT_SCHEMA, true);
-	Oid			relid = OidIsValid(nsp) ? get_relname_relid("jobs", nsp) : InvalidOid;
-	HeapTuple	tuple;
-	Oid			owner;
-
-	if (!OidIsValid(relid) ||
-		!HeapTupleIsValid(tuple = SearchSysCache1(RELOID, ObjectIdGetDatum(relid))))
-		ereport(ERROR,
-				(errcode(ERRCODE_UNDEFINED_OBJECT),
-				 errmsg("table cobalt.jobs does not exist"),
-				 errhint("Run CREATE EXTENSION cobalt.")));
-	owner = ((Form_pg_class) GETSTRUCT(tuple))->relowner;
-	ReleaseSysCache(tuple);
-	return owner;
 }
 
 /*
@@ -216,10 +199,10 @@ cobalt_store_operation_list(void)
 
 /*
  * Insert a queued job, due now, and return its id.  Connects to SPI itself.
- * The submitting role is the one outside any SECURITY DEFINER function.
  */
 int64
-cobalt_store_insert_job(const char *operation, const char *account, Jsonb *payload)
+cobalt_store_insert_job(const char *operation, const char *account, Jsonb *payload,
+						const char *submitted_by)
 {
 	static SPIPlanPtr plan = NULL;
 	Oid			types[4] = {TEXTOID, TEXTOID, JSONBOID, TEXTOID};
@@ -235,7 +218,7 @@ cobalt_store_insert_job(const char *operation, const char *account, Jsonb *paylo
 	values[0] = CStringGetTextDatum(operation);
 	values[1] = CStringGetTextDatum(account);
 	values[2] = JsonbPGetDatum(payload);
-	values[3] = CStringGetTextDatum(GetUserNameFromId(GetOuterUserId(), false));
+	values[3] = CStringGetTextDatum(submitted_by);
 	if (SPI_execute_plan(plan, values, NULL, false, 1) != SPI_OK_INSERT_RETURNING ||
 		SPI_processed != 1)
 		elog(ERROR, "cobalt: inserting the job failed");
@@ -290,6 +273,31 @@ cobalt_store_job_status(int64 job_id, TupleDesc *desc, char **state)
 	}
 	SPI_finish();
 	return result;
+}
+
+/*
+ * Does job "job_id" exist for the current user?  Read through cobalt.jobs'
+ * row security, so a job of an account the user may not use does not.
+ * Connects to SPI itself.
+ */
+bool
+cobalt_store_job_visible(int64 job_id)
+{
+	static SPIPlanPtr plan = NULL;
+	Oid			types[1] = {INT8OID};
+	Datum		values[1];
+	bool		found;
+
+	SPI_connect();
+	prepare_once(&plan,
+				 "SELECT 1 FROM cobalt.jobs WHERE id OPERATOR(pg_catalog.=) $1",
+				 1, types);
+	values[0] = Int64GetDatum(job_id);
+	if (SPI_execute_plan(plan, values, NULL, false, 1) != SPI_OK_SELECT)
+		elog(ERROR, "cobalt: reading job %lld failed", (long long) job_id);
+	found = (SPI_processed == 1);
+	SPI_finish();
+	return found;
 }
 
 /*

@@ -960,7 +960,7 @@ cobalt_worker_main(Datum main_arg)
 	MemoryContextSwitchTo(worker_cxt);
 	poll_heap = new_poll_heap();
 
-	http = cobalt_http_create(COBALT_USER_AGENT, NULL, errbuf, sizeof(errbuf));
+	http = cobalt_http_create(COBALT_USER_AGENT, cobalt_ca_file, errbuf, sizeof(errbuf));
 	if (http == NULL)
 		elog(FATAL, "cobalt worker could not start: %s", errbuf);
 	cobalt_http_set_max_connections(http, cobalt_max_concurrent_requests);
@@ -1001,6 +1001,9 @@ cobalt_worker_main(Datum main_arg)
 			ConfigReloadPending = false;
 			ProcessConfigFile(PGC_SIGHUP);
 			cobalt_http_set_max_connections(http, cobalt_max_concurrent_requests);
+			if (!cobalt_http_set_ca_file(http, cobalt_ca_file))
+				ereport(WARNING,
+						(errmsg("cobalt worker could not apply the new cobalt.ca_file: out of memory")));
 			if (cobalt_poll_interval_ms < old_interval)
 				bring_polls_forward(cobalt_poll_interval_ms);
 			woken = true;

@@ -456,7 +456,7 @@ test_send_rejected(void)
 static void
 test_send_unknown_status(void)
 {
-	static const long statuses[] = {500, 502, 503, 504, 301, 302, 405, 408, 410, 418};
+	static const long statuses[] = {500, 502, 503, 504, 405, 408, 410, 418};
 	CobaltSendOutcome o;
 
 	for (size_t i = 0; i < sizeof(statuses) / sizeof(statuses[0]); i++)
@@ -482,6 +482,59 @@ test_send_unknown_status(void)
 		CHECK_STR(o.remote_job_id, NULL);
 		CHECK_STR(o.error, "oops");
 		cobalt_send_outcome_free(&o);
+	}
+}
+
+/*
+ * A redirect is never followed: for a send it may still have been acted
+ * on (UNKNOWN), for a poll it is a failed poll; the text says where it
+ * pointed.
+ */
+static void
+test_redirects(void)
+{
+	static const long statuses[] = {301, 302, 303, 307, 308};
+	CobaltSendOutcome o;
+	CobaltPollOutcome p;
+	CobaltHttpRequest req;
+
+	for (size_t i = 0; i < sizeof(statuses) / sizeof(statuses[0]); i++)
+	{
+		char		expected[128];
+
+		case_fmt("send: %ld redirect is UNKNOWN, not followed", statuses[i]);
+		make_answer(&req, statuses[i], "{\"job_id\":\"j9\",\"message\":\"moved\"}");
+		strcpy(req.redirect_url, "file:///etc/passwd");
+		cobalt_classify_send(&req, NOW, &o);
+		snprintf(expected, sizeof(expected),
+				 "HTTP status %ld, a redirect to file:///etc/passwd (never followed)", statuses[i]);
+		CHECK_LONG(o.verdict, COBALT_SEND_UNKNOWN);
+		CHECK_STR(o.remote_job_id, NULL);
+		CHECK_STR(o.error, expected);
+		cobalt_send_outcome_free(&o);
+		release(&req);
+
+		case_fmt("send: %ld redirect without a Location", statuses[i]);
+		make_answer(&req, statuses[i], NULL);
+		cobalt_classify_send(&req, NOW, &o);
+		snprintf(expected, sizeof(expected), "HTTP status %ld, a redirect (never followed)",
+				 statuses[i]);
+		CHECK_LONG(o.verdict, COBALT_SEND_UNKNOWN);
+		CHECK_STR(o.error, expected);
+		cobalt_send_outcome_free(&o);
+		release(&req);
+
+		case_fmt("poll: %ld redirect is a failed poll", statuses[i]);
+		make_answer(&req, statuses[i], "{\"success\":true,\"webhook_events\":[]}");
+		strcpy(req.redirect_url, "http://127.0.0.1:1/steal");
+		cobalt_classify_poll(&req, NOW, &p);
+		snprintf(expected, sizeof(expected),
+				 "poll answered with HTTP status %ld, a redirect to http://127.0.0.1:1/steal (never followed)",
+				 statuses[i]);
+		CHECK_LONG(p.verdict, COBALT_POLL_ERROR);
+		CHECK_STR(p.error, expected);
+		cobalt_poll_outcome_free(&p);
+		release(&req);
 	}
 }
 
@@ -1329,6 +1382,7 @@ main(void)
 	test_send_completed();
 	test_send_rejected();
 	test_send_unknown_status();
+	test_redirects();
 	test_send_unreadable_2xx();
 	test_send_bad_job_id();
 	test_send_429_and_transport();
