@@ -16,6 +16,8 @@
  *
  *-------------------------------------------------------------------------
  */
+#include <errno.h>
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -24,6 +26,9 @@
 #include "cobalt_pure.h"
 
 #define SERIALIZE_FLAGS (JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE)
+
+/* Longest number text accepted (a double has 17 significant digits). */
+#define MAX_NUMBER_TEXT 400
 
 /*
  * Validate a strict UTF-8 sequence at p (at most "left" bytes): no overlong
@@ -83,6 +88,26 @@ hex_value(const unsigned char *p)
 }
 
 /*
+ * Does the number text at p (len bytes, already checked to be one) fit a
+ * double without overflow or underflow?  json-c reads it as one; a value
+ * it would turn into infinity or zero is not the number Cobalt sent.
+ */
+static bool
+double_in_range(const unsigned char *p, size_t len)
+{
+	char		buf[MAX_NUMBER_TEXT + 1];
+	double		d;
+
+	if (len > MAX_NUMBER_TEXT)
+		return false;
+	memcpy(buf, p, len);
+	buf[len] = '\0';
+	errno = 0;
+	d = strtod(buf, NULL);
+	return errno != ERANGE && isfinite(d);
+}
+
+/*
  * A number token at p, per RFC 8259, whose integer form (if it has no
  * fraction or exponent) fits in 64 bits (json-c saturates larger ones).
  * Returns its length, or 0.
@@ -124,19 +149,25 @@ number_length(const unsigned char *p, size_t left)
 	}
 	if (integer && digits > 18)
 		return 0;
+	if (!integer && !double_in_range(p, i))
+		return 0;
 	return i;
 }
 
 /*
  * Check what json-c's strict mode lets through but PostgreSQL's jsonb (and
  * our promise of exact values) does not: invalid or non-shortest UTF-8,
- * \u0000 and unpaired surrogate escapes, NaN / Infinity / "1." and
- * integers beyond 64 bits.  Structure is left to the tokener.
+ * \u0000 and unpaired surrogate escapes, NaN / Infinity / "1.", integers
+ * beyond 64 bits and numbers beyond a double's range.  Structure is left
+ * to the tokener; *nkeys counts the object keys (strings followed by a
+ * colon), so that keys json-c merged can be noticed.
  */
 static bool
-text_is_safe(const unsigned char *p, size_t len)
+text_is_safe(const unsigned char *p, size_t len, size_t *nkeys)
 {
 	size_t		i = 0;
+
+	*nkeys = 0;
 
 	while (i < len)
 	{
@@ -153,7 +184,12 @@ text_is_safe(const unsigned char *p, size_t len)
 				c = p[i];
 				if (c == '"')
 				{
-					i++;
+					size_t		j = ++i;
+
+					while (j < len && (p[j] == ' ' || p[j] == '\t' || p[j] == '\n' || p[j] == '\r'))
+						j++;
+					if (j < len && p[j] == ':')
+						(*nkeys)++;
 					break;
 				}
 				if (c < 0x20)
@@ -210,10 +246,35 @@ text_is_safe(const unsigned char *p, size_t len)
 	return true;
 }
 
+/* How many members the objects in a parsed value hold, all together. */
+static size_t
+count_members(struct json_object *obj)
+{
+	size_t		n = 0;
+
+	if (json_object_is_type(obj, json_type_object))
+	{
+		json_object_object_foreach(obj, key, value)
+		{
+			(void) key;
+			n += 1 + count_members(value);
+		}
+	}
+	else if (json_object_is_type(obj, json_type_array))
+	{
+		size_t		len = json_object_array_length(obj);
+
+		for (size_t i = 0; i < len; i++)
+			n += count_members(json_object_array_get_idx(obj, i));
+	}
+	return n;
+}
+
 /*
  * Parse a whole body into one JSON value; NULL when it is not exactly one
- * valid, strict, UTF-8 JSON value.  The caller releases it with
- * json_object_put().
+ * valid, strict, UTF-8 JSON value, or when an object repeats a key (json-c
+ * would keep one of them: which job_id did Cobalt mean?).  The caller
+ * releases it with json_object_put().
  */
 static struct json_object *
 parse_body(const char *body, size_t len)
@@ -221,12 +282,13 @@ parse_body(const char *body, size_t len)
 	struct json_tokener *tok;
 	struct json_object *obj;
 	size_t		used;
+	size_t		nkeys;
 
 	if (body == NULL || len == 0 || len > COBALT_MAX_RESPONSE_SIZE ||
 		len > (size_t) INT32_MAX)
 		return NULL;
 	if (memchr(body, '\0', len) != NULL ||
-		!text_is_safe((const unsigned char *) body, len))
+		!text_is_safe((const unsigned char *) body, len, &nkeys))
 		return NULL;
 
 	tok = json_tokener_new_ex(COBALT_JSON_MAX_DEPTH);
@@ -255,6 +317,11 @@ parse_body(const char *body, size_t len)
 			json_object_put(obj);
 			return NULL;
 		}
+	}
+	if (count_members(obj) != nkeys)
+	{
+		json_object_put(obj);
+		return NULL;
 	}
 	return obj;
 }

@@ -294,6 +294,19 @@ test_send_accepted(void)
 	CHECK_STR(o.remote_job_id, "j202");
 	cobalt_send_outcome_free(&o);
 
+	CASE("send: big and small doubles within range are kept as sent");
+	classify_send_body(200, "{\"job_id\":\"jd\",\"a\":1.5e308,\"b\":-2.5E-300,\"c\":0.0,\"d\":0e-999}", &o);
+	CHECK_LONG(o.verdict, COBALT_SEND_ACCEPTED);
+	CHECK_STR(o.remote_job_id, "jd");
+	CHECK_STR(o.result_json, "{\"job_id\":\"jd\",\"a\":1.5e308,\"b\":-2.5E-300,\"c\":0.0,\"d\":0e-999}");
+	cobalt_send_outcome_free(&o);
+
+	CASE("send: the same value under different keys is no duplicate");
+	classify_send_body(200, "{\"job_id\":\"j\",\"a\":{\"job_id\":\"j\"},\"b\":[{\"job_id\":1},{\"job_id\":2}]}", &o);
+	CHECK_LONG(o.verdict, COBALT_SEND_ACCEPTED);
+	CHECK_STR(o.remote_job_id, "j");
+	cobalt_send_outcome_free(&o);
+
 	CASE("send: 200 with a numeric job_id");
 	classify_send_body(200, "{\"job_id\":12345}", &o);
 	CHECK_LONG(o.verdict, COBALT_SEND_ACCEPTED);
@@ -546,6 +559,21 @@ test_send_unreadable_2xx(void)
 	char	   *deep;
 
 	expect_send_unknown_body(200, "{\"job_id\":", "send: 2xx truncated body");
+	/* which job_id did Cobalt mean?  Repeated keys, anywhere, are unreadable */
+	expect_send_unknown_body(200, "{\"job_id\":\"a\",\"job_id\":\"b\"}", "send: duplicate job_id");
+	expect_send_unknown_body(200, "{\"job_id\":\"a\",\"success\":true,\"success\":false}",
+							 "send: duplicate success");
+	expect_send_unknown_body(200, "{\"job_id\":\"a\",\"data\":{\"x\":1,\"x\":2}}",
+							 "send: duplicate key nested in data");
+	expect_send_unknown_body(200, "{\"job_id\":\"a\",\"l\":[{\"k\":1},{\"k\":2,\"k\":3}]}",
+							 "send: duplicate key in an array's object");
+	expect_send_unknown_body(200, "{\"job_id\":\"a\",\"\\u006aob_id\":\"b\"}",
+							 "send: duplicate key spelt with an escape");
+	/* numbers beyond a double's range, or absurdly long */
+	expect_send_unknown_body(200, "{\"job_id\":\"a\",\"n\":1e400}", "send: 1e400");
+	expect_send_unknown_body(200, "{\"job_id\":\"a\",\"n\":-1E+400}", "send: -1e400");
+	expect_send_unknown_body(200, "{\"job_id\":\"a\",\"n\":1e-400}", "send: 1e-400 (underflow)");
+	expect_send_unknown_body(200, "{\"job_id\":1e400}", "send: job_id 1e400");
 	expect_send_unknown_body(200, "not json", "send: 2xx text body");
 	expect_send_unknown_body(200, "[]", "send: 2xx body []");
 	expect_send_unknown_body(200, "[{\"job_id\":\"x\"}]", "send: 2xx body array of objects");
@@ -967,6 +995,12 @@ test_poll_errors(void)
 	char	   *body;
 
 	expect_poll_error_body(200, "{\"webhook_events\":{}}", "poll: webhook_events an object");
+	expect_poll_error_body(200, "{\"webhook_events\":[],\"webhook_events\":[{\"event_type\":\"a.failed\"}]}",
+						   "poll: webhook_events twice");
+	expect_poll_error_body(200, "{\"webhook_events\":[{\"event_type\":\"a.created\",\"event_type\":\"a.failed\"}]}",
+						   "poll: event_type twice");
+	expect_poll_error_body(200, "{\"webhook_events\":[{\"event_type\":\"a.created\",\"data\":{\"n\":1e999}}]}",
+						   "poll: a number beyond a double in data");
 	expect_poll_error_body(200, "{\"webhook_events\":\"none\"}", "poll: webhook_events a string");
 	expect_poll_error_body(200, "{\"webhook_events\":null}", "poll: webhook_events null");
 	expect_poll_error_body(200, "{\"success\":true}", "poll: webhook_events missing");
