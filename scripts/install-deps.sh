@@ -12,8 +12,8 @@ packages=(
 	postgresql-15 postgresql-client-15 postgresql-server-dev-15
 	libcurl4-openssl-dev libjson-c-dev pkg-config
 	make gcc libc6-dev
-	libipc-run-perl
-	python3 curl ca-certificates
+	libipc-run-perl libio-socket-ssl-perl
+	python3 curl ca-certificates openssl
 )
 
 missing=()

@@ -46,7 +46,7 @@ like(job_row($node, $bad_payload)->{error}, qr/needs field "id"/, 'with a clear 
 is($node->safe_psql('app', "SELECT state FROM cobalt.jobs WHERE id = $bad_account"), 'queued',
 	'a job whose account has no token waits (nothing reached Cobalt)');
 like(job_row($node, $bad_account)->{last_error}, qr/no access token/, 'and says why');
-$node->safe_psql('app', "SELECT cobalt_add_account('no-such-account', 'at_new')");
+add_account($node, 'no-such-account', 'at_new');
 is(wait_for_state($node, $bad_account, 'succeeded'), 'succeeded', 'once the account exists it is sent');
 is(worker_pid(), $pid, 'the worker never restarted');
 $node->safe_psql('app', "DELETE FROM cobalt.accounts WHERE account = 'no-such-account'");
@@ -73,11 +73,9 @@ $pid = worker_pid();
 $node->safe_psql('app', 'DROP EXTENSION cobalt');
 sleep 3;
 is(worker_pid(), $pid, 'the worker survives DROP EXTENSION without restarting');
-$node->safe_psql('app', q{
-	CREATE EXTENSION cobalt;
-	SELECT cobalt_set_client('ci_live_test', 'cs_live_test');
-	SELECT cobalt_add_account('clinic-a', 'at_live_a');
-});
+$node->safe_psql('app', 'CREATE EXTENSION cobalt');
+set_client($node, 'ci_live_test', 'cs_live_test');
+add_account($node, 'clinic-a', 'at_live_a');
 my $again = submit($node, 'appointment.create', { mrn => '2' });
 is(wait_for_state($node, $again, 'succeeded', 30), 'succeeded', 'and serves again once the extension exists');
 is(worker_pid(), $pid, 'still the same worker');

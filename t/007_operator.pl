@@ -81,7 +81,7 @@ is($row->{next_due_at}, undef, 'and no longer due');
 ok(defined $row->{finished_at}, 'and finished');
 my $attempts = $row->{attempts};
 # Now the account exists (which wakes the worker); the job is still never sent.
-$node->safe_psql('app', "SELECT cobalt_add_account('clinic-x', 'at_live_x')");
+add_account($node, 'clinic-x', 'at_live_x');
 my $other = submit($node, 'appointment.create', { mrn => '2', _mock => { key => 'clinic-x-other' } }, 'clinic-x');
 is(wait_for_state($node, $other, $final), 'succeeded', 'another job of that account is now sent and succeeds');
 sleep 3;

@@ -32,11 +32,9 @@ unlike($log, qr/FATAL/, 'and nothing fails meanwhile');
 sub setup_app
 {
 	$node->safe_psql('postgres', 'CREATE DATABASE app');
-	$node->safe_psql('app', q{
-		CREATE EXTENSION cobalt;
-		SELECT cobalt_set_client('ci_live_test', 'cs_live_test');
-		SELECT cobalt_add_account('clinic-a', 'at_live_a');
-	});
+	$node->safe_psql('app', 'CREATE EXTENSION cobalt');
+	set_client($node, 'ci_live_test', 'cs_live_test');
+	add_account($node, 'clinic-a', 'at_live_a');
 }
 
 setup_app();

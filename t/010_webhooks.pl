@@ -20,7 +20,7 @@ use Time::HiRes qw(time usleep);
 my $mock = start_mock();
 my $node = cobalt_node('webhooks', $mock, conf => "cobalt.poll_interval = '60s'\n");
 my $secret = 'whsec_test_0123456789';
-$node->safe_psql('app', "SELECT cobalt_set_webhook_secret('$secret')");
+set_webhook_secret($node, $secret);
 my $json = JSON::PP->new->canonical(1);
 
 sub event_body

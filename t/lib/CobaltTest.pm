@@ -7,6 +7,7 @@ package CobaltTest;
 
 use strict;
 use warnings;
+use feature 'state';
 
 use Exporter 'import';
 use File::Temp qw(tempdir);
@@ -20,7 +21,8 @@ use Time::HiRes qw(time usleep);
 
 our @EXPORT = qw(start_mock stop_mock mock_requests mock_post mock_config post_counts
   mock_reset cobalt_node submit wait_for_state wait_until job_row
-  api_requests sql_quote);
+  api_requests sql_quote set_client add_account set_webhook_secret
+  secrets_used secrets_registry);
 
 my $json = JSON::PP->new->canonical(1);
 my $ua = HTTP::Tiny->new(timeout => 10);
@@ -31,11 +33,14 @@ END
 	kill 'TERM', keys %mock_pids;
 }
 
-# Start the mock (on a given port, or a free one); returns a hash with
-# port, url (the API base URL) and pid.
+# Start the mock (on a given port, or a free one; over HTTPS with
+# tls_cert and tls_key); returns a hash with port, url (the API base URL)
+# and pid.
 sub start_mock
 {
 	my (%opt) = @_;
+	my $scheme = $opt{tls_cert} ? 'https' : 'http';
+	my @tls = $opt{tls_cert} ? ('--tls-cert', $opt{tls_cert}, '--tls-key', $opt{tls_key}) : ();
 	my $dir = tempdir(CLEANUP => 1);
 	my $portfile = "$dir/port";
 	my $script = "$FindBin::RealBin/../test/mock_cobalt.py";
@@ -45,7 +50,7 @@ sub start_mock
 	{
 		open(STDOUT, '>', "$dir/mock.log");
 		open(STDERR, '>&', \*STDOUT);
-		exec('/usr/bin/python3', $script, '--port', $opt{port} // 0, '--port-file', $portfile)
+		exec('/usr/bin/python3', $script, '--port', $opt{port} // 0, '--port-file', $portfile, @tls)
 		  or die "exec failed: $!";
 	}
 	my $deadline = time() + 15;
@@ -60,9 +65,11 @@ sub start_mock
 	return {
 		pid => $pid,
 		port => $port,
-		base => "http://127.0.0.1:$port",
-		url => "http://127.0.0.1:$port/v1",
+		base => "$scheme://127.0.0.1:$port",
+		url => "$scheme://127.0.0.1:$port/v1",
 		log => "$dir/mock.log",
+		ca => $opt{ca},
+		insecure => $opt{insecure},    # the control client skips verification
 	};
 }
 
@@ -82,7 +89,7 @@ sub mock_requests
 	my ($mock, $since) = @_;
 	my $url = "$mock->{base}/_mock/requests";
 	$url .= "?since=$since" if defined $since;
-	my $res = $ua->get($url);
+	my $res = mock_ua($mock)->get($url);
 	die "mock request list failed: $res->{status} $res->{content}"
 	  unless $res->{success};
 	return $json->decode($res->{content});
@@ -117,10 +124,19 @@ sub api_requests
 sub mock_post
 {
 	my ($mock, $path, $body) = @_;
-	my $res = $ua->post("$mock->{base}$path",
+	my $res = mock_ua($mock)->post("$mock->{base}$path",
 		{ content => $json->encode($body // {}), headers => { 'content-type' => 'application/json' } });
 	die "mock $path failed: $res->{status} $res->{content}" unless $res->{success};
 	return $res->{content};
+}
+
+# An HTTP client for the mock's control endpoints (trusting its CA).
+sub mock_ua
+{
+	my ($mock) = @_;
+	return HTTP::Tiny->new(timeout => 10, verify_SSL => 0) if $mock->{insecure};
+	return $ua unless $mock->{ca};
+	return HTTP::Tiny->new(timeout => 10, verify_SSL => 1, SSL_options => { SSL_ca_file => $mock->{ca} });
 }
 
 sub mock_config { my ($mock, $cfg) = @_; mock_post($mock, '/_mock/config', $cfg); }
@@ -134,23 +150,73 @@ sub cobalt_node
 	my ($name, $mock, %opt) = @_;
 	my $node = PostgreSQL::Test::Cluster->new($name);
 	$node->init(%{ $opt{init} // {} });
+	# debug5 everywhere: t/099_secrets.pl greps every log for every secret
 	my $conf = "shared_preload_libraries = 'cobalt'\n"
 	  . "cobalt.database_name = 'app'\n"
 	  . "cobalt.api_url = '$mock->{url}'\n"
 	  . "cobalt.poll_interval = '200ms'\n"
-	  . "log_min_messages = info\n";
+	  . "log_min_messages = debug5\n";
 	$conf .= $opt{conf} if $opt{conf};
 	$node->append_conf('postgresql.conf', $conf);
 	$node->start;
 	return $node if $opt{no_db};
 	$node->safe_psql('postgres', 'CREATE DATABASE app');
 	return $node if $opt{no_setup};
-	$node->safe_psql('app', q{
-		CREATE EXTENSION cobalt;
-		SELECT cobalt_set_client('ci_live_test', 'cs_live_test');
-		SELECT cobalt_add_account('clinic-a', 'at_live_a');
-	});
+	$node->safe_psql('app', 'CREATE EXTENSION cobalt');
+	set_client($node, 'ci_live_test', 'cs_live_test');
+	add_account($node, 'clinic-a', 'at_live_a');
 	return $node;
+}
+
+# Every secret the tests hand to cobalt is listed in this file, one per
+# line, for t/099_secrets.pl to look for in every server log.
+sub secrets_registry
+{
+	return "$PostgreSQL::Test::Utils::tmp_check/cobalt_secrets_used";
+}
+
+sub secrets_used
+{
+	my $file = secrets_registry();
+	return () unless -f $file;
+	my %seen = map { chomp; ($_ => 1) } grep { /\S/ } split /\n/, PostgreSQL::Test::Utils::slurp_file($file);
+	return sort keys %seen;
+}
+
+# Hand a secret to cobalt the way the README recommends: from a file in
+# the data directory, so no statement text holds it.  Calls
+# $function(@args_before, 'file') in database $db.
+sub secret_from_file
+{
+	my ($node, $db, $secret, $function, @before) = @_;
+	state $n = 0;
+	my $name = sprintf('cobalt_test_secret_%d_%d', $$, ++$n);
+	my $path = $node->data_dir . "/$name";
+	PostgreSQL::Test::Utils::append_to_file(secrets_registry(), "$secret\n");
+	open(my $fh, '>', $path) or die "cannot write $path: $!";
+	print $fh "$secret\n";
+	close($fh);
+	$node->safe_psql($db, "SELECT $function("
+		  . join('', map { sql_quote($_) . ', ' } @before) . sql_quote($name) . ')');
+	unlink($path);
+}
+
+sub set_client
+{
+	my ($node, $id, $secret, %opt) = @_;
+	secret_from_file($node, $opt{db} // 'app', $secret, 'cobalt_set_client_from_file', $id);
+}
+
+sub add_account
+{
+	my ($node, $account, $token, %opt) = @_;
+	secret_from_file($node, $opt{db} // 'app', $token, 'cobalt_add_account_from_file', $account);
+}
+
+sub set_webhook_secret
+{
+	my ($node, $secret, %opt) = @_;
+	secret_from_file($node, $opt{db} // 'app', $secret, 'cobalt_set_webhook_secret_from_file');
 }
 
 sub sql_quote
