@@ -102,6 +102,18 @@ set_conf(ca_file => "$pki/ca.pem");
 is(wait_for_state($node, $t3, 'succeeded', 60), 'succeeded', 'and it goes out once the CA file is right');
 set_conf(api_url => $mock->{url}, ca_file => undef);
 
+# A host name that does not resolve: nothing can have reached Cobalt, so
+# the job waits queued and goes out once the name is right.
+set_conf(api_url => 'http://cobalt-test-host.invalid/v1');
+my $dns = submit($node, 'appointment.create', { mrn => '1', _mock => { key => 'dns' } });
+ok(wait_until(sub { (job_row($node, $dns)->{attempts} // 0) >= 2 && job_row($node, $dns)->{state} eq 'queued' }, 30),
+	'a host name that does not resolve: retried, queued meanwhile');
+like(job_row($node, $dns)->{last_error}, qr/could not connect: .*resolve/i,
+	'as a connection never made (' . job_row($node, $dns)->{last_error} . ')');
+set_conf(api_url => $mock->{url});
+is(wait_for_state($node, $dns, 'succeeded', 60), 'succeeded', 'it goes out once the name resolves');
+is(post_counts($mock)->{dns}, 1, 'exactly once');
+
 # ---------------------------------------------------------------------
 # Redirects are never followed: not to file://, not to another local
 # server.  A send answered with one is unknown; a poll, a failed poll.
