@@ -16,9 +16,9 @@ CREATE ROLE regress_noinherit NOLOGIN NOINHERIT IN ROLE regress_app_a;  -- must 
 CREATE ROLE regress_nobody NOLOGIN;
 
 -- Row security is on and forced on the jobs and the grants.
-SELECT c.oid::regclass AS tbl, c.relrowsecurity, c.relforcerowsecurity
+SELECT c.oid::regclass::text AS tbl, c.relrowsecurity, c.relforcerowsecurity
 FROM pg_class c WHERE c.oid IN ('cobalt.jobs'::regclass, 'cobalt.account_grants'::regclass)
-ORDER BY 1::text COLLATE "C";
+ORDER BY c.oid::regclass::text COLLATE "C";
 SELECT tablename, policyname, permissive, roles, cmd FROM pg_policies
 WHERE schemaname = 'cobalt' ORDER BY tablename COLLATE "C", policyname COLLATE "C";
 
@@ -241,13 +241,13 @@ SELECT state, submitted_by FROM cobalt.jobs WHERE id = :job_hostile;
 DROP SCHEMA regress_hostile CASCADE;
 
 -- Every SECURITY DEFINER function pins its search path.
-SELECT p.oid::regprocedure AS function, p.proconfig
+SELECT p.oid::regprocedure::text AS function, p.proconfig
 FROM pg_proc p
 WHERE p.prosecdef
   AND p.oid IN (SELECT objid FROM pg_depend
                 WHERE refclassid = 'pg_extension'::regclass AND classid = 'pg_proc'::regclass
                   AND refobjid = (SELECT oid FROM pg_extension WHERE extname = 'cobalt'))
-ORDER BY 1::text COLLATE "C";
+ORDER BY p.oid::regprocedure::text COLLATE "C";
 
 --
 -- Revoking: the role loses the account's jobs at once; with its last
