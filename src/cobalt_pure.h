@@ -76,6 +76,7 @@ typedef struct CobaltHttpRequest
 									 * followed), printable ASCII, or "" */
 
 	/* private to http.c */
+	size_t		body_sent;		/* bytes of body handed to libcurl */
 	void	   *easy;
 	void	   *headers;
 	void	   *mime;

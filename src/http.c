@@ -18,8 +18,9 @@
  *	  transfer is aborted and flagged response_too_large;
  *	- a request is flagged maybe_delivered unless the failure proves that
  *	  no byte of it can have reached the server;
- *	- a job-creating (non-GET) request always opens a fresh connection, since
- *	  libcurl resends a request that dies on a reused one.
+ *	- a job-creating (non-GET) request is never sent twice by libcurl:
+ *	  libcurl resends a request that dies on a reused connection, so its
+ *	  body cannot be rewound (a multipart one opens a fresh connection).
  *
  * Plain C: no PostgreSQL headers.  Memory comes from malloc().
  *
@@ -41,6 +42,7 @@
 
 #define MAX_EPOLL_EVENTS 256
 #define MAX_IDLE_HANDLES 256
+#define SEND_REUSE_MAX_IDLE_S 5		/* see cobalt_http_start */
 
 struct CobaltHttp
 {
@@ -235,6 +237,33 @@ header_callback(char *data, size_t size, size_t nmemb, void *userp)
 	return n;
 }
 
+/*
+ * The read callback of a JSON body: hands out each byte once.  With
+ * refuse_rewind as the seek callback, libcurl cannot send the body a
+ * second time.
+ */
+static size_t
+send_body_once(char *buffer, size_t size, size_t nitems, void *userp)
+{
+	CobaltHttpRequest *req = userp;
+	size_t		left = req->body_len - req->body_sent;
+	size_t		n = size * nitems < left ? size * nitems : left;
+
+	if (n > 0)
+		memcpy(buffer, req->body + req->body_sent, n);
+	req->body_sent += n;
+	return n;
+}
+
+static int
+refuse_rewind(void *userp, curl_off_t offset, int origin)
+{
+	(void) userp;
+	(void) offset;
+	(void) origin;
+	return CURL_SEEKFUNC_CANTSEEK;
+}
+
 /* Append "name: value" to a header list; false if the value could inject. */
 static bool
 add_header(struct curl_slist **list, const char *name, const char *value)
@@ -302,11 +331,20 @@ cobalt_http_start(CobaltHttp *http, CobaltHttpRequest *req,
 	/*
 	 * libcurl silently sends a request again when it fails on a reused
 	 * connection before any answer byte arrives, even after the whole
-	 * request was written.  For a request that creates something that is a
-	 * possible duplicate, so only idempotent GETs (polls) reuse connections.
+	 * request was written: for a request that creates something, a
+	 * possible duplicate.  A JSON body is therefore handed to libcurl by a
+	 * read callback that cannot rewind (see send_body_once), so such a
+	 * resend fails instead, and the request counts as one that may have
+	 * reached Cobalt.  A multipart body can always be rewound, so those
+	 * requests never reuse a connection.  Job-creating requests reuse only
+	 * connections idle for a few seconds at most, well inside any server's
+	 * keep-alive timeout, so that one closed by the server meanwhile is
+	 * rarely met.
 	 */
-	if (strcmp(req->method, "GET") != 0)
+	if (req->nform > 0)
 		curl_easy_setopt(easy, CURLOPT_FRESH_CONNECT, 1L);
+	else if (strcmp(req->method, "GET") != 0)
+		curl_easy_setopt(easy, CURLOPT_MAXAGE_CONN, (long) SEND_REUSE_MAX_IDLE_S);
 	curl_easy_setopt(easy, CURLOPT_PROTOCOLS_STR, "http,https");
 	/* never follow a redirect (and were one followed: https only) */
 	curl_easy_setopt(easy, CURLOPT_FOLLOWLOCATION, 0L);
@@ -352,8 +390,13 @@ cobalt_http_start(CobaltHttp *http, CobaltHttpRequest *req,
 		curl_easy_setopt(easy, CURLOPT_HTTPGET, 1L);
 	else
 	{
+		req->body_sent = 0;
+		curl_easy_setopt(easy, CURLOPT_POST, 1L);
 		curl_easy_setopt(easy, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t) req->body_len);
-		curl_easy_setopt(easy, CURLOPT_POSTFIELDS, req->body ? req->body : "");
+		curl_easy_setopt(easy, CURLOPT_READFUNCTION, send_body_once);
+		curl_easy_setopt(easy, CURLOPT_READDATA, req);
+		curl_easy_setopt(easy, CURLOPT_SEEKFUNCTION, refuse_rewind);
+		curl_easy_setopt(easy, CURLOPT_SEEKDATA, req);
 		if (strcmp(req->method, "POST") != 0)
 			curl_easy_setopt(easy, CURLOPT_CUSTOMREQUEST, req->method);
 	}
@@ -476,6 +519,16 @@ finish_transfer(CobaltHttp *http, CURL *easy, CURLcode code,
 	{
 		if (req->error[0] == '\0')
 			snprintf(req->error, sizeof(req->error), "%s", curl_easy_strerror(code));
+		if (code == CURLE_SEND_FAIL_REWIND)
+		{
+			/* libcurl's own resend on a reused connection, refused */
+			char		first[sizeof(req->error)];
+
+			memcpy(first, req->error, sizeof(first));
+			snprintf(req->error, sizeof(req->error),
+					 "connection lost after the request went out (%.100s); libcurl would have sent it again, which cobalt never allows",
+					 first);
+		}
 		req->maybe_delivered = maybe_delivered(easy, code);
 	}
 	else

@@ -105,7 +105,8 @@ for my $k (sort keys %expect)
 
 # a connection reset after a request on a kept-alive connection: libcurl
 # would silently resend a request that died on a reused connection, so
-# job-creating requests never reuse one
+# the body of a job-creating request cannot be rewound
+my @late_reset_errors;
 for my $n (1 .. 3)
 {
 	my $warm = job_with("warm-$n");
@@ -114,7 +115,13 @@ for my $n (1 .. 3)
 	is(wait_for_state($node, $late_reset, [qw(succeeded failed unknown)]), 'unknown',
 		"reset on a warm connection ($n): unknown");
 	is(posts_for("late_reset-$n"), 1, "reset on a warm connection ($n): exactly one POST");
+	push @late_reset_errors, job_row($node, $late_reset)->{error};
 }
+# the POST did travel on the warm connection, and libcurl's resend was
+# refused: it cannot rewind the body
+ok((grep { /libcurl would have sent it again, which cobalt never allows/ } @late_reset_errors) >= 1,
+	'a POST reused a connection, and libcurl could not resend it')
+  or diag(join("\n", @late_reset_errors));
 
 # a rolled-back submit sends nothing and leaves no row
 my $before = $node->safe_psql('app', 'SELECT count(*) FROM cobalt.jobs');
