@@ -107,8 +107,11 @@ ALTER TABLE cobalt.jobs SET (autovacuum_vacuum_scale_factor = 0.02,
                              autovacuum_vacuum_insert_scale_factor = 0.05,
                              autovacuum_analyze_scale_factor = 0.02);
 
--- The worker's "what is due" queries read only jobs it still acts on.
-CREATE INDEX jobs_due_idx ON cobalt.jobs (next_due_at) WHERE next_due_at IS NOT NULL;
+-- The worker's "what is due" queries read only jobs it still acts on, and
+-- of those only the ones in the state they look for, in next_due_at order:
+-- claiming 64 queued jobs reads 64 entries, however many jobs are being
+-- sent or polled meanwhile.
+CREATE INDEX jobs_due_idx ON cobalt.jobs (state, next_due_at) WHERE next_due_at IS NOT NULL;
 CREATE INDEX jobs_retry_of_idx ON cobalt.jobs (retry_of) WHERE retry_of IS NOT NULL;
 CREATE INDEX jobs_remote_job_id_idx ON cobalt.jobs (remote_job_id) WHERE remote_job_id IS NOT NULL;
 

@@ -237,7 +237,7 @@ extern HeapTuple cobalt_store_job_status(int64 job_id, TupleDesc *desc,
 extern bool cobalt_store_job_visible(int64 job_id);
 extern int	cobalt_store_recover_sending(void);
 extern List *cobalt_store_load_polling(void);
-extern List *cobalt_store_claim_queued(int limit);
+extern List *cobalt_store_claim_queued(int limit, TimestampTz *from);
 extern List *cobalt_store_claim_late_checks(int limit, int64 interval_ms,
 											int64 window_ms);
 extern void cobalt_store_apply_updates(CobaltJobUpdate *updates, int n);

@@ -63,14 +63,17 @@ static Datum text_array(const char **strings, int n, size_t stride);
 
 /*
  * Prepare a statement once per process.  The plan lives in a long-lived
- * context; argument types are given by OID.
+ * context; argument types are given by OID.  cursor_options may ask for
+ * CURSOR_OPT_CUSTOM_PLAN: planned anew at each execution with the
+ * parameters' values.
  */
 static SPIPlanPtr
-prepare_once(SPIPlanPtr *cache, const char *sql, int nargs, Oid *types)
+prepare_with_options(SPIPlanPtr *cache, const char *sql, int nargs, Oid *types,
+					 int cursor_options)
 {
 	if (*cache == NULL)
 	{
-		SPIPlanPtr	plan = SPI_prepare(sql, nargs, types);
+		SPIPlanPtr	plan = SPI_prepare_cursor(sql, nargs, types, cursor_options);
 
 		if (plan == NULL)
 			elog(ERROR, "SPI_prepare failed for cobalt statement: %s",
@@ -80,6 +83,12 @@ prepare_once(SPIPlanPtr *cache, const char *sql, int nargs, Oid *types)
 		*cache = plan;
 	}
 	return *cache;
+}
+
+static SPIPlanPtr
+prepare_once(SPIPlanPtr *cache, const char *sql, int nargs, Oid *types)
+{
+	return prepare_with_options(cache, sql, nargs, types, 0);
 }
 
 static char *
@@ -386,34 +395,57 @@ cobalt_store_load_polling(void)
  * Claim up to "limit" due queued jobs: they become 'sending' with one more
  * attempt, in this transaction.  Returns CobaltClaimedJob in the current
  * memory context.
+ *
+ * *from is where in next_due_at order the search starts (DT_NOBEGIN: at
+ * the beginning).  When the claim fills its limit, *from moves to the last
+ * claimed job, so that the next claim does not walk again over the index
+ * entries of the jobs just claimed (they stay in jobs_due_idx, dead, until
+ * vacuum: in a drain of thousands of jobs each claim would otherwise read
+ * all the earlier ones).  When it does not, *from goes back to the
+ * beginning: a job skipped because it was locked, or one due earlier than
+ * the mark, is found by the next claim.
  */
 List *
-cobalt_store_claim_queued(int limit)
+cobalt_store_claim_queued(int limit, TimestampTz *from)
 {
 	static SPIPlanPtr plan = NULL;
-	Oid			types[1] = {INT4OID};
-	Datum		values[1];
+	Oid			types[2] = {INT4OID, TIMESTAMPTZOID};
+	Datum		values[2];
 	List	   *jobs = NIL;
 	MemoryContext target = CurrentMemoryContext;
+	TimestampTz last = DT_NOBEGIN;
 
-	prepare_once(&plan,
-				 "WITH due AS ("
-				 "  SELECT id, operation FROM cobalt.jobs "
-				 "   WHERE next_due_at OPERATOR(pg_catalog.<=) pg_catalog.now() "
-				 "     AND state OPERATOR(pg_catalog.=) 'queued' "
-				 "   ORDER BY next_due_at LIMIT $1 "
-				 "   FOR UPDATE SKIP LOCKED) "
-				 "UPDATE cobalt.jobs j SET state = 'sending', "
-				 "       attempts = j.attempts OPERATOR(pg_catalog.+) 1, "
-				 "       sent_at = pg_catalog.now(), next_due_at = pg_catalog.now() "
-				 "  FROM due LEFT JOIN cobalt.operations o "
-				 "       ON o.operation OPERATOR(pg_catalog.=) due.operation "
-				 " WHERE j.id OPERATOR(pg_catalog.=) due.id "
-				 "RETURNING j.id, j.account, j.attempts, j.created_at, j.payload, "
-				 OPERATION_COLUMNS,
-				 1, types);
+	/*
+	 * The claimed ids are matched with "= ANY", never joined, so that no
+	 * plan can hash the whole table to find them.  Planned with the
+	 * parameters' values each time: a generic plan cannot see how few
+	 * rows LIMIT $1 wants, and may then read every due job (a bitmap scan
+	 * and a sort) instead of the first few from jobs_due_idx in its order;
+	 * in a drain that is thousands of rows per claim.
+	 */
+	prepare_with_options(&plan,
+				   "WITH due AS ("
+				   "  SELECT d.id, d.next_due_at FROM cobalt.jobs d "
+				   "   WHERE d.state OPERATOR(pg_catalog.=) 'queued' "
+				   "     AND d.next_due_at OPERATOR(pg_catalog.>=) $2 "
+				   "     AND d.next_due_at OPERATOR(pg_catalog.<=) pg_catalog.now() "
+				   "   ORDER BY d.next_due_at LIMIT $1 "
+				   "   FOR UPDATE SKIP LOCKED), "
+				   "claimed AS ("
+				   "  UPDATE cobalt.jobs j SET state = 'sending', "
+				   "         attempts = j.attempts OPERATOR(pg_catalog.+) 1, "
+				   "         sent_at = pg_catalog.now(), next_due_at = pg_catalog.now() "
+				   "   WHERE j.id OPERATOR(pg_catalog.=) ANY (ARRAY(SELECT due.id FROM due)) "
+				   "  RETURNING j.id, j.account, j.attempts, j.created_at, j.payload, j.operation) "
+				   "SELECT c.id, c.account, c.attempts, c.created_at, c.payload, "
+				   OPERATION_COLUMNS ", "
+				   "       (SELECT pg_catalog.max(due.next_due_at) FROM due) "
+				   "  FROM claimed c LEFT JOIN cobalt.operations o "
+				   "       ON o.operation OPERATOR(pg_catalog.=) c.operation",
+				   2, types, CURSOR_OPT_CUSTOM_PLAN);
 	values[0] = Int32GetDatum(limit);
-	if (SPI_execute_plan(plan, values, NULL, false, 0) != SPI_OK_UPDATE_RETURNING)
+	values[1] = TimestampTzGetDatum(*from);
+	if (SPI_execute_plan(plan, values, NULL, false, 0) != SPI_OK_SELECT)
 		elog(ERROR, "cobalt: claiming queued jobs failed");
 
 	for (uint64 i = 0; i < SPI_processed; i++)
@@ -431,9 +463,11 @@ cobalt_store_claim_queued(int limit)
 		job->payload = DatumGetJsonbPCopy(SPI_getbinval(tuple, desc, 5, &isnull));
 		read_operation(tuple, desc, 6, &job->op);
 		job->operation_found = (job->op.operation != NULL);
+		last = DatumGetTimestampTz(SPI_getbinval(tuple, desc, 12, &isnull));
 		jobs = lappend(jobs, job);
 		MemoryContextSwitchTo(old);
 	}
+	*from = (list_length(jobs) >= limit) ? last : DT_NOBEGIN;
 	return jobs;
 }
 
@@ -455,22 +489,24 @@ cobalt_store_claim_late_checks(int limit, int64 interval_ms, int64 window_ms)
 	MemoryContext target = CurrentMemoryContext;
 
 	prepare_once(&plan,
-				 "WITH due AS ("
-				 "  SELECT id FROM cobalt.jobs "
-				 "   WHERE next_due_at OPERATOR(pg_catalog.<=) pg_catalog.now() "
-				 "     AND (state OPERATOR(pg_catalog.=) 'timed_out' "
-				 "          OR (state OPERATOR(pg_catalog.=) 'polling' "
-				 "              AND next_due_at OPERATOR(pg_catalog.<) timeout_at)) "
-				 "   ORDER BY next_due_at LIMIT $1 "
-				 "   FOR UPDATE SKIP LOCKED) "
-				 "UPDATE cobalt.jobs j SET next_due_at = CASE "
+				   "UPDATE cobalt.jobs j SET next_due_at = CASE "
 				 "    WHEN j.state OPERATOR(pg_catalog.=) 'polling' THEN j.timeout_at "
 				 "    WHEN (pg_catalog.now() OPERATOR(pg_catalog.+) pg_catalog.make_interval(secs => $2 OPERATOR(pg_catalog./) 1000.0)) "
 				 "         OPERATOR(pg_catalog.<) "
 				 "         (j.timeout_at OPERATOR(pg_catalog.+) pg_catalog.make_interval(secs => $3 OPERATOR(pg_catalog./) 1000.0)) "
 				 "    THEN pg_catalog.now() OPERATOR(pg_catalog.+) pg_catalog.make_interval(secs => $2 OPERATOR(pg_catalog./) 1000.0) "
 				 "    ELSE NULL END "
-				 "  FROM due WHERE j.id OPERATOR(pg_catalog.=) due.id "
+				 " WHERE j.id OPERATOR(pg_catalog.=) ANY (ARRAY("
+				 "           SELECT d.id FROM cobalt.jobs d "
+				 "            WHERE d.state OPERATOR(pg_catalog.=) 'timed_out' "
+				 "              AND d.next_due_at OPERATOR(pg_catalog.<=) pg_catalog.now() "
+				 "            ORDER BY d.next_due_at LIMIT $1 FOR UPDATE SKIP LOCKED) "
+				 "         OPERATOR(pg_catalog.||) ARRAY("
+				 "           SELECT d.id FROM cobalt.jobs d "
+				 "            WHERE d.state OPERATOR(pg_catalog.=) 'polling' "
+				 "              AND d.next_due_at OPERATOR(pg_catalog.<=) pg_catalog.now() "
+				 "              AND d.next_due_at OPERATOR(pg_catalog.<) d.timeout_at "
+				 "            ORDER BY d.next_due_at LIMIT $1 FOR UPDATE SKIP LOCKED)) "
 				 "RETURNING j.id, j.account, j.remote_job_id, j.timeout_at, j.state",
 				 3, types);
 	values[0] = Int32GetDatum(limit);

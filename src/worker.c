@@ -63,7 +63,7 @@
 #define CREDENTIALS_RELOAD_MS			10000
 #define SHUTDOWN_GRACE_MS				500
 #define RETENTION_EVERY_MS				1000
-#define MIN_WAKE_GAP_MS					3	/* coalesce commit-time wake-ups */
+#define MIN_TICK_GAP_MS					10	/* gather work this long between ticks */
 #define RETENTION_BATCH					500
 
 typedef enum RequestKind
@@ -139,6 +139,7 @@ static bool creds_loaded = false;
 static bool step_aside = false;	/* the database is being dropped/altered */
 static List *ready_requests = NIL;	/* built in a tick, started after commit */
 static bool more_queued = false;	/* the last claim filled its batch */
+static TimestampTz claim_from = DT_NOBEGIN; /* where the next claim starts */
 static bool any_final_committed = false;
 
 static int
@@ -552,6 +553,7 @@ reset_state(void)
 	pending_events_cap = 0;
 	MemoryContextReset(pending_cxt);
 	creds_loaded = false;
+	claim_from = DT_NOBEGIN;
 }
 
 /*
@@ -645,12 +647,14 @@ database_is_being_changed(void)
 }
 
 /*
- * One tick, inside a transaction: record pending outcomes, claim work.
- * Returns false when the extension does not exist (or the database is
- * going away: step_aside is then set).
+ * One tick, inside a transaction: record pending outcomes, claim work
+ * (late checks too when look_late: they are due a minute apart, or at
+ * once after a cobalt_recheck, whose commit wakes the worker).  Returns
+ * false when the extension does not exist (or the database is going
+ * away: step_aside is then set).
  */
 static bool
-tick(int claim_budget)
+tick(int claim_budget, bool look_late)
 {
 	Oid			ext;
 	List	   *claimed;
@@ -714,7 +718,7 @@ tick(int claim_budget)
 	}
 
 	old = MemoryContextSwitchTo(loop_cxt);
-	claimed = claim_budget > 0 ? cobalt_store_claim_queued(claim_budget) : NIL;
+	claimed = claim_budget > 0 ? cobalt_store_claim_queued(claim_budget, &claim_from) : NIL;
 	MemoryContextSwitchTo(old);
 	more_queued = claim_budget > 0 && list_length(claimed) >= claim_budget;
 	nbefore = npending;
@@ -723,7 +727,7 @@ tick(int claim_budget)
 	/* jobs that cannot be built fail in the same transaction as their claim */
 	cobalt_store_apply_updates(pending + nbefore, npending - nbefore);
 
-	if (claim_budget > 0)
+	if (claim_budget > 0 && look_late)
 	{
 		List	   *late;
 
@@ -807,7 +811,7 @@ drop_ready_requests(void)
  * extension is missing or the tick failed.
  */
 static bool
-run_tick(int claim_budget)
+run_tick(int claim_budget, bool look_late)
 {
 	MemoryContext old = CurrentMemoryContext;
 	bool		ok = false;
@@ -820,7 +824,7 @@ run_tick(int claim_budget)
 			elog(ERROR, "SPI_connect failed");
 		PushActiveSnapshot(GetTransactionSnapshot());
 		pgstat_report_activity(STATE_RUNNING, "cobalt: recording outcomes and claiming jobs");
-		ok = tick(claim_budget);
+		ok = tick(claim_budget, look_late);
 		SPI_finish();
 		PopActiveSnapshot();
 		CommitTransactionCommand();
@@ -844,6 +848,7 @@ run_tick(int claim_budget)
 		MemoryContextSwitchTo(old);
 		/* the claims were rolled back: drop their requests and updates */
 		drop_ready_requests();
+		claim_from = DT_NOBEGIN;
 		for (int i = 0; i < npending; i++)
 			pending[i].applied = false;
 		ok = false;
@@ -923,7 +928,7 @@ shutdown_gracefully(void)
 		drive_http();
 	}
 	if (npending > 0 && OidIsValid(extension_oid))
-		(void) run_tick(0);
+		(void) run_tick(0, false);
 }
 
 void
@@ -933,7 +938,9 @@ cobalt_worker_main(Datum main_arg)
 	TimestampTz next_scan = 0;
 	TimestampTz last_tick = 0;
 	bool		woken = true;
+	bool		latch_woken = true;
 	bool		wake_deferred = false;
+	TimestampTz late_looked_at = 0;
 
 	pqsignal(SIGHUP, SignalHandlerForConfigReload);
 	pqsignal(SIGTERM, SignalHandlerForShutdownRequest);
@@ -1015,20 +1022,37 @@ cobalt_worker_main(Datum main_arg)
 			start_due_polls((woken || more_queued) ? free_slots / 2 : free_slots);
 
 		/*
-		 * A busy application commits jobs one by one; ticking at each commit
-		 * would spend the worker's time on transactions.  Wake-ups within a
-		 * few milliseconds of the last tick are served together.
+		 * A tick costs about the same for one job as for sixty: ticking at
+		 * each commit of a busy application, or at each answer while many
+		 * requests are in flight, would spend the worker's time on
+		 * transactions.  So within a few milliseconds of the last tick,
+		 * wake-ups, answers and free slots are gathered and served
+		 * together, unless the pipeline would otherwise run dry (nothing
+		 * in flight while answers wait or more jobs are queued) or a
+		 * whole batch of answers is waiting.
 		 */
 		now = GetCurrentTimestamp();
-		if (woken && !more_queued && npending == 0 && now < next_scan &&
-			!TimestampDifferenceExceeds(last_tick, now, MIN_WAKE_GAP_MS))
+		if ((woken || more_queued || npending > 0) && now < next_scan &&
+			!TimestampDifferenceExceeds(last_tick, now, MIN_TICK_GAP_MS) &&
+			npending < cobalt_max_concurrent_requests &&
+			(cobalt_http_in_flight(http) > 0 || (npending == 0 && !more_queued)))
 			wake_deferred = true;
 		else if (woken || more_queued || npending > 0 || now >= next_scan)
 		{
+			bool		tick_ok;
+			bool		look_late;
+
 			last_tick = now;
 			wake_deferred = false;
+
 			free_slots = cobalt_max_concurrent_requests - cobalt_http_in_flight(http);
-			if (run_tick(Max(free_slots, 0)))
+			look_late = latch_woken ||
+				TimestampDifferenceExceeds(late_looked_at, now, FALLBACK_SCAN_MS);
+			tick_ok = run_tick(Max(free_slots, 0), look_late);
+			if (look_late)
+				late_looked_at = now;
+			latch_woken = false;
+			if (tick_ok)
 				next_scan = TimestampTzPlusMilliseconds(GetCurrentTimestamp(),
 														Min(FALLBACK_SCAN_MS, cobalt_poll_interval_ms));
 			else
@@ -1047,11 +1071,12 @@ cobalt_worker_main(Datum main_arg)
 			timeout = Min(timeout, t);
 		if ((t = cobalt_http_timeout_ms(http)) >= 0)
 			timeout = Min(timeout, t);
-		if (npending > 0 ||
-			(more_queued && cobalt_http_in_flight(http) < cobalt_max_concurrent_requests))
-			timeout = 0;
 		if (wake_deferred)
-			timeout = Min(timeout, MIN_WAKE_GAP_MS);
+			timeout = Min(timeout, Max(1, MIN_TICK_GAP_MS -
+									   TimestampDifferenceMilliseconds(last_tick, GetCurrentTimestamp())));
+		else if (npending > 0 ||
+				 (more_queued && cobalt_http_in_flight(http) < cobalt_max_concurrent_requests))
+			timeout = 0;
 
 		report_progress();
 		rc = WaitLatchOrSocket(MyLatch,
@@ -1061,6 +1086,7 @@ cobalt_worker_main(Datum main_arg)
 		{
 			ResetLatch(MyLatch);
 			woken = true;
+			latch_woken = true;
 		}
 		else if (wake_deferred)
 			woken = true;
