@@ -12,7 +12,7 @@ REVOKE ALL ON SCHEMA cobalt FROM PUBLIC;
 
 -- What each operation sends, and how long its outcome is awaited.
 CREATE TABLE cobalt.operations (
-    operation   text PRIMARY KEY
+    operation   text COLLATE "C" PRIMARY KEY
                 CHECK (operation ~ '^[a-z][a-z0-9_]*(\.[a-z][a-z0-9_]*)+$'),
     method      text NOT NULL CHECK (method IN ('POST', 'PATCH', 'PUT')),
     path        text NOT NULL
@@ -48,7 +48,7 @@ CREATE TABLE cobalt.client (
 
 -- One linked EHR account per row.
 CREATE TABLE cobalt.accounts (
-    account      text PRIMARY KEY CHECK (account ~ '^[A-Za-z0-9][A-Za-z0-9_.:@-]{0,199}$'),
+    account      text COLLATE "C" PRIMARY KEY CHECK (account ~ '^[A-Za-z0-9][A-Za-z0-9_.:@-]{0,199}$'),
     access_token text NOT NULL,
     created_at   timestamptz NOT NULL DEFAULT now(),
     updated_at   timestamptz NOT NULL DEFAULT now()
@@ -58,7 +58,7 @@ REVOKE ALL ON cobalt.client, cobalt.accounts FROM PUBLIC;
 -- Which roles may use which account (cobalt_grant_account).  Membership
 -- in a granted role counts, as for any privilege.
 CREATE TABLE cobalt.account_grants (
-    account    text NOT NULL REFERENCES cobalt.accounts (account)
+    account    text COLLATE "C" NOT NULL REFERENCES cobalt.accounts (account)
                    ON UPDATE CASCADE ON DELETE CASCADE,
     role       regrole NOT NULL CHECK (role OPERATOR(pg_catalog.<>) 0),
     granted_by text NOT NULL,
@@ -70,16 +70,18 @@ REVOKE ALL ON cobalt.account_grants FROM PUBLIC;
 COMMENT ON TABLE cobalt.account_grants IS
     'Roles that may submit and follow the jobs of an account; written by cobalt_grant_account and cobalt_revoke_account.';
 
--- One row per submission.
+-- One row per submission.  The identifiers (states, names, Cobalt's ids)
+-- compare byte by byte (COLLATE "C"): the worker's indexes compare them
+-- thousands of times a second, and no language's rules apply to them.
 CREATE TABLE cobalt.jobs (
     id             bigserial PRIMARY KEY,
-    operation      text NOT NULL,
-    account        text NOT NULL,
+    operation      text COLLATE "C" NOT NULL,
+    account        text COLLATE "C" NOT NULL,
     payload        jsonb NOT NULL,
-    state          text NOT NULL DEFAULT 'queued'
+    state          text COLLATE "C" NOT NULL DEFAULT 'queued'
                    CHECK (state IN ('queued', 'sending', 'polling', 'succeeded', 'failed',
                                     'timed_out', 'unknown', 'cancelled')),
-    remote_job_id  text,
+    remote_job_id  text COLLATE "C",
     attempts       integer NOT NULL DEFAULT 0,
     http_status    integer,
     event_type     text,
@@ -125,11 +127,11 @@ CREATE INDEX jobs_attention_idx ON cobalt.jobs (operation)
 CREATE TABLE cobalt.events (
     id          bigserial PRIMARY KEY,
     job_id      bigint REFERENCES cobalt.jobs (id) ON DELETE CASCADE,
-    event_id    text,
+    event_id    text COLLATE "C",
     event_type  text NOT NULL,
     data        jsonb,
     source      text NOT NULL CHECK (source IN ('poll', 'webhook')),
-    webhook_id  text,
+    webhook_id  text COLLATE "C",
     remote_job_id text,
     received_at timestamptz NOT NULL DEFAULT now()
 );
