@@ -11,6 +11,7 @@ OBJS = \
 	src/store.o \
 	src/launcher.o \
 	src/worker.o \
+	src/schedule.o \
 	src/http.o \
 	src/cobalt_json.o \
 	src/outcome.o

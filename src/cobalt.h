@@ -19,6 +19,8 @@
 #include "access/htup.h"
 #include "access/tupdesc.h"
 #include "datatype/timestamp.h"
+#include "lib/ilist.h"
+#include "lib/pairingheap.h"
 #include "nodes/pg_list.h"
 #include "storage/condition_variable.h"
 #include "storage/latch.h"
@@ -235,6 +237,7 @@ extern int64 cobalt_store_insert_job(const char *operation, const char *account,
 extern HeapTuple cobalt_store_job_status(int64 job_id, TupleDesc *desc,
 										 char **state);
 extern bool cobalt_store_job_visible(int64 job_id);
+extern void cobalt_store_not_polling(const int64 *ids, int n, bool *gone);
 extern int	cobalt_store_recover_sending(void);
 extern List *cobalt_store_load_polling(void);
 extern List *cobalt_store_claim_queued(int limit, TimestampTz *from);
@@ -248,6 +251,38 @@ extern void cobalt_store_load_credentials(CobaltCredentials *creds,
 										  MemoryContext cxt);
 extern const char *cobalt_credentials_token(CobaltCredentials *creds,
 											const char *account);
+
+/* ----------
+ * schedule.c: the worker's poll schedule
+ * ----------
+ */
+
+/* A job the worker polls, in memory. */
+typedef struct CobaltPollEntry
+{
+	pairingheap_node node;		/* in the heap while waiting for its poll */
+	dlist_node	all;			/* in the list of every entry */
+	int64		job_id;
+	char	   *account;
+	char	   *remote_job_id;
+	TimestampTz timeout_at;
+	TimestampTz next_poll_at;
+	int			polls;			/* polls answered since it was scheduled */
+	bool		gone;			/* its job no longer polls: release it */
+} CobaltPollEntry;
+
+extern void cobalt_schedule_init(MemoryContext parent);
+extern void cobalt_schedule_reset(void);
+extern CobaltPollEntry *cobalt_schedule_add(int64 job_id, const char *account,
+											const char *remote_job_id,
+											TimestampTz timeout_at);
+extern void cobalt_schedule_forget(CobaltPollEntry *entry);
+extern void cobalt_schedule_poll(CobaltPollEntry *entry, int64 delay_ms);
+extern CobaltPollEntry *cobalt_schedule_next_due(TimestampTz now);
+extern long cobalt_schedule_next_in_ms(void);
+extern void cobalt_schedule_bring_forward(int interval_ms);
+extern int	cobalt_schedule_count(void);
+extern int	cobalt_schedule_reconcile(void);
 
 /* ----------
  * launcher.c: starts the worker when its database exists

@@ -145,7 +145,13 @@ cobalt_store_submit_context(const char *operation, const char *account,
 
 	memset(ctx, 0, sizeof(*ctx));
 	SPI_connect();
-	prepare_once(&plan,
+
+	/*
+	 * Always the generic plan: a plan made for the parameters' values
+	 * folds away the account tests and so always looks cheaper, and
+	 * planning on every submit would cost more than the submit itself.
+	 */
+	prepare_with_options(&plan,
 				 "WITH usable AS ("
 				 "  SELECT a.account FROM cobalt.accounts a "
 				 "   WHERE ($2::pg_catalog.text IS NULL OR a.account OPERATOR(pg_catalog.=) $2) "
@@ -159,7 +165,7 @@ cobalt_store_submit_context(const char *operation, const char *account,
 				 "  (SELECT pg_catalog.min(u.account) FROM usable u) "
 				 "FROM (VALUES (1)) v "
 				 "LEFT JOIN cobalt.operations o ON o.operation OPERATOR(pg_catalog.=) $1",
-				 4, types);
+				 4, types, CURSOR_OPT_GENERIC_PLAN);
 	values[0] = CStringGetTextDatum(operation);
 	if (account != NULL)
 		values[1] = CStringGetTextDatum(account);
@@ -389,6 +395,42 @@ cobalt_store_load_polling(void)
 		MemoryContextSwitchTo(old);
 	}
 	return jobs;
+}
+
+/*
+ * Which of jobs ids[0..n-1] are no longer 'polling' (or no longer exist)?
+ * Sets gone[i] for those.  For the poll schedule's reconciliation.
+ */
+void
+cobalt_store_not_polling(const int64 *ids, int n, bool *gone)
+{
+	static SPIPlanPtr plan = NULL;
+	Oid			types[1] = {INT8ARRAYOID};
+	Datum		values[1];
+	Datum	   *elems;
+
+	if (n == 0)
+		return;
+	prepare_once(&plan,
+				 "SELECT u.i::pg_catalog.int4 FROM pg_catalog.unnest($1) WITH ORDINALITY AS u(id, i) "
+				 " WHERE NOT EXISTS (SELECT 1 FROM cobalt.jobs j "
+				 "                    WHERE j.id OPERATOR(pg_catalog.=) u.id "
+				 "                      AND j.state OPERATOR(pg_catalog.=) 'polling')",
+				 1, types);
+	elems = palloc(sizeof(Datum) * n);
+	for (int i = 0; i < n; i++)
+		elems[i] = Int64GetDatum(ids[i]);
+	values[0] = PointerGetDatum(construct_array(elems, n, INT8OID, 8, true, TYPALIGN_DOUBLE));
+	if (SPI_execute_plan(plan, values, NULL, true, 0) != SPI_OK_SELECT)
+		elog(ERROR, "cobalt: reconciling the poll schedule failed");
+	for (uint64 r = 0; r < SPI_processed; r++)
+	{
+		bool		isnull;
+		int			i = DatumGetInt32(SPI_getbinval(SPI_tuptable->vals[r], SPI_tuptable->tupdesc, 1, &isnull));
+
+		if (i >= 1 && i <= n)
+			gone[i - 1] = true;
+	}
 }
 
 /*

@@ -15,10 +15,10 @@
  *	   work and classifies each finished exchange into a pending update.
  * No transaction is ever open while a request is in flight.
  *
- * Jobs in 'polling' are scheduled in memory (a pairing heap ordered by next
- * poll time), so an unchanged poll writes nothing.  They are loaded from
- * the table at start, when every job left in 'sending' becomes 'unknown'
- * (it may have reached Cobalt; it is never sent again).
+ * Jobs in 'polling' are scheduled in memory (schedule.c), so an unchanged
+ * poll writes nothing.  They are loaded from the table at start, when
+ * every job left in 'sending' becomes 'unknown' (it may have reached
+ * Cobalt; it is never sent again).
  *
  * The tick is guarded: an error rolls it back, is logged, and the loop goes
  * on after a pause, so a dropped extension or a bad row never crash-loops
@@ -38,7 +38,6 @@
 #include "commands/dbcommands.h"
 #include "commands/extension.h"
 #include "executor/spi.h"
-#include "lib/pairingheap.h"
 #include "mb/pg_wchar.h"
 #include "miscadmin.h"
 #include "pgstat.h"
@@ -73,18 +72,6 @@ typedef enum RequestKind
 	REQUEST_LATE_CHECK
 } RequestKind;
 
-/* A job scheduled for polling. */
-typedef struct PollEntry
-{
-	pairingheap_node node;
-	int64		job_id;
-	char	   *account;
-	char	   *remote_job_id;
-	TimestampTz timeout_at;
-	TimestampTz next_poll_at;
-	int			polls;			/* polls answered since it was scheduled */
-} PollEntry;
-
 /* One request in flight; lives in its own memory context. */
 typedef struct WorkerRequest
 {
@@ -98,13 +85,13 @@ typedef struct WorkerRequest
 	TimestampTz created_at;
 	int64		op_timeout_ms;
 	char	   *account;
-	PollEntry  *entry;			/* REQUEST_POLL */
+	CobaltPollEntry *entry;		/* REQUEST_POLL */
 } WorkerRequest;
 
 /* What to do once an update has been committed. */
 typedef struct Followup
 {
-	PollEntry  *entry;			/* entry to free (or keep polling if !applied) */
+	CobaltPollEntry *entry;		/* entry to release after commit */
 	bool		start_polling;	/* create an entry from the update */
 	char	   *account;
 } Followup;
@@ -112,13 +99,10 @@ typedef struct Followup
 static CobaltHttp *http = NULL;
 static MemoryContext worker_cxt;	/* lives as long as the worker */
 static MemoryContext loop_cxt;	/* reset every turn */
-static MemoryContext poll_cxt;	/* PollEntry and its strings */
 static MemoryContext pending_cxt;	/* pending updates, reset after commit */
 static MemoryContext creds_cxt; /* credentials, reset on reload */
 
 static Oid	extension_oid = InvalidOid;
-static pairingheap *poll_heap;
-static int	npolling = 0;
 
 static CobaltJobUpdate *pending;
 static Followup *followups;
@@ -141,61 +125,6 @@ static List *ready_requests = NIL;	/* built in a tick, started after commit */
 static bool more_queued = false;	/* the last claim filled its batch */
 static TimestampTz claim_from = DT_NOBEGIN; /* where the next claim starts */
 static bool any_final_committed = false;
-
-static int
-poll_entry_compare(const pairingheap_node *a, const pairingheap_node *b, void *arg)
-{
-	const PollEntry *pa = pairingheap_const_container(PollEntry, node, a);
-	const PollEntry *pb = pairingheap_const_container(PollEntry, node, b);
-
-	/* min-heap on next_poll_at */
-	if (pa->next_poll_at < pb->next_poll_at)
-		return 1;
-	if (pa->next_poll_at > pb->next_poll_at)
-		return -1;
-	return 0;
-}
-
-static void
-schedule_poll(PollEntry *entry, int64 delay_ms)
-{
-	entry->next_poll_at = TimestampTzPlusMilliseconds(GetCurrentTimestamp(), delay_ms);
-	pairingheap_add(poll_heap, &entry->node);
-}
-
-/* An empty heap, allocated in poll_cxt (and reset with it). */
-static pairingheap *
-new_poll_heap(void)
-{
-	MemoryContext old = MemoryContextSwitchTo(poll_cxt);
-	pairingheap *heap = pairingheap_allocate(poll_entry_compare, NULL);
-
-	MemoryContextSwitchTo(old);
-	return heap;
-}
-
-static PollEntry *
-new_poll_entry(int64 job_id, const char *account, const char *remote_job_id,
-			   TimestampTz timeout_at)
-{
-	PollEntry  *entry = MemoryContextAllocZero(poll_cxt, sizeof(PollEntry));
-
-	entry->job_id = job_id;
-	entry->account = MemoryContextStrdup(poll_cxt, account);
-	entry->remote_job_id = MemoryContextStrdup(poll_cxt, remote_job_id);
-	entry->timeout_at = timeout_at;
-	npolling++;
-	return entry;
-}
-
-static void
-free_poll_entry(PollEntry *entry)
-{
-	pfree(entry->account);
-	pfree(entry->remote_job_id);
-	pfree(entry);
-	npolling--;
-}
 
 /* Reserve one pending update (zeroed, with "leave alone" defaults). */
 static CobaltJobUpdate *
@@ -343,7 +272,7 @@ record_poll(WorkerRequest *wr)
 	CobaltJobUpdate *u;
 	Followup   *f;
 	const char *from = wr->from_state;
-	PollEntry  *entry = wr->entry;
+	CobaltPollEntry *entry = wr->entry;
 
 	cobalt_classify_poll(&wr->http, time(NULL), &out);
 	if (entry)
@@ -352,14 +281,14 @@ record_poll(WorkerRequest *wr)
 	{
 		case COBALT_POLL_PENDING:
 			if (entry)
-				schedule_poll(entry, cobalt_poll_interval_ms);
+				cobalt_schedule_poll(entry, cobalt_poll_interval_ms);
 			break;
 		case COBALT_POLL_ERROR:
 			cobalt_report_worker_error(out.error);
 			u = add_pending(wr->job_id, from, from, NULL);
 			u->last_error = pending_strdup(out.error);
 			if (entry)
-				schedule_poll(entry, Max(cobalt_poll_interval_ms, out.retry_after_ms));
+				cobalt_schedule_poll(entry, Max(cobalt_poll_interval_ms, out.retry_after_ms));
 			break;
 		case COBALT_POLL_SUCCEEDED:
 		case COBALT_POLL_FAILED:
@@ -394,7 +323,7 @@ request_done(CobaltHttpRequest *req, void *arg)
 			record_poll(wr);
 	}
 	else if (wr->entry)
-		free_poll_entry(wr->entry);
+		cobalt_schedule_forget(wr->entry);
 	free(req->response);
 	MemoryContextDelete(wr->cxt);
 }
@@ -466,16 +395,11 @@ static void
 start_due_polls(int budget)
 {
 	TimestampTz now = GetCurrentTimestamp();
+	CobaltPollEntry *entry;
 
-	while (budget > 0 && !pairingheap_is_empty(poll_heap))
+	while (budget > 0 && (entry = cobalt_schedule_next_due(now)) != NULL)
 	{
-		PollEntry  *entry = pairingheap_container(PollEntry, node,
-												  pairingheap_first(poll_heap));
 		WorkerRequest *wr;
-
-		if (entry->next_poll_at > now)
-			break;
-		pairingheap_remove_first(poll_heap);
 
 		if (entry->polls > 0 && now >= entry->timeout_at)
 		{
@@ -497,43 +421,6 @@ start_due_polls(int budget)
 	}
 }
 
-/*
- * After the poll interval was shortened: no job waits longer than the new
- * interval for its next poll.  Rebuilds the heap (a rare event).
- */
-static void
-bring_polls_forward(int interval_ms)
-{
-	TimestampTz latest = TimestampTzPlusMilliseconds(GetCurrentTimestamp(), interval_ms);
-	List	   *entries = NIL;
-	ListCell   *lc;
-
-	while (!pairingheap_is_empty(poll_heap))
-		entries = lappend(entries, pairingheap_container(PollEntry, node,
-														 pairingheap_remove_first(poll_heap)));
-	foreach(lc, entries)
-	{
-		PollEntry  *entry = lfirst(lc);
-
-		if (entry->next_poll_at > latest)
-			entry->next_poll_at = latest;
-		pairingheap_add(poll_heap, &entry->node);
-	}
-	list_free(entries);
-}
-
-/* Milliseconds until the next poll is due (-1: none scheduled). */
-static long
-next_poll_in_ms(void)
-{
-	PollEntry  *entry;
-
-	if (pairingheap_is_empty(poll_heap))
-		return -1;
-	entry = pairingheap_container(PollEntry, node, pairingheap_first(poll_heap));
-	return Max(0, TimestampDifferenceMilliseconds(GetCurrentTimestamp(), entry->next_poll_at));
-}
-
 /* Forget every in-memory job (the extension was dropped or recreated). */
 static void drop_ready_requests(void);
 
@@ -544,9 +431,7 @@ reset_state(void)
 
 	cobalt_http_abort_all(http, request_done, &discard);
 	drop_ready_requests();
-	MemoryContextReset(poll_cxt);
-	poll_heap = new_poll_heap();
-	npolling = 0;
+	cobalt_schedule_reset();
 	npending = 0;
 	npending_events = 0;
 	pending_events = NULL;
@@ -697,8 +582,8 @@ tick(int claim_budget, bool look_late)
 		{
 			CobaltPolledJob *job = lfirst(lc);
 
-			schedule_poll(new_poll_entry(job->id, job->account, job->remote_job_id,
-										 job->timeout_at), 0);
+			cobalt_schedule_poll(cobalt_schedule_add(job->id, job->account, job->remote_job_id,
+													 job->timeout_at), 0);
 		}
 		extension_oid = ext;
 		any_final_committed = any_final_committed || recovered > 0;
@@ -708,6 +593,7 @@ tick(int claim_budget, bool look_late)
 
 	cobalt_store_apply_updates(pending, npending);
 	cobalt_store_insert_events(pending_events, npending_events);
+	(void) cobalt_schedule_reconcile();
 
 	if (cobalt_retention_s > 0 &&
 		(retention_behind ||
@@ -769,12 +655,12 @@ after_commit(void)
 		if (u->applied && strcmp(u->to_state, COBALT_STATE_TIMED_OUT) == 0)
 			any_final_committed = true;
 		if (f->start_polling && u->applied)
-			schedule_poll(new_poll_entry(u->job_id, f->account, u->remote_job_id,
-										 TimestampTzPlusMilliseconds(GetCurrentTimestamp(),
-																	 u->timeout_ms)),
-						  cobalt_poll_interval_ms);
+			cobalt_schedule_poll(cobalt_schedule_add(u->job_id, f->account, u->remote_job_id,
+													 TimestampTzPlusMilliseconds(GetCurrentTimestamp(),
+																				 u->timeout_ms)),
+								 cobalt_poll_interval_ms);
 		if (f->entry)
-			free_poll_entry(f->entry);
+			cobalt_schedule_forget(f->entry);
 	}
 	npending = 0;
 	npending_events = 0;
@@ -877,16 +763,16 @@ report_progress(void)
 
 	SpinLockAcquire(&cobalt_shared->mutex);
 	cobalt_shared->requests_in_flight = in_flight;
-	cobalt_shared->jobs_polling = npolling;
+	cobalt_shared->jobs_polling = cobalt_schedule_count();
 	SpinLockRelease(&cobalt_shared->mutex);
 
-	if (in_flight == last_in_flight && npolling == last_polling)
+	if (in_flight == last_in_flight && cobalt_schedule_count() == last_polling)
 		return;
 	last_in_flight = in_flight;
-	last_polling = npolling;
+	last_polling = cobalt_schedule_count();
 	snprintf(activity, sizeof(activity),
 			 "cobalt: waiting; %d request(s) in flight, %d job(s) polling",
-			 in_flight, npolling);
+			 in_flight, last_polling);
 	pgstat_report_activity(STATE_IDLE, activity);
 }
 
@@ -961,11 +847,10 @@ cobalt_worker_main(Datum main_arg)
 	worker_cxt = AllocSetContextCreate(TopMemoryContext, "cobalt worker",
 									   ALLOCSET_DEFAULT_SIZES);
 	loop_cxt = AllocSetContextCreate(worker_cxt, "cobalt loop", ALLOCSET_DEFAULT_SIZES);
-	poll_cxt = AllocSetContextCreate(worker_cxt, "cobalt polling", ALLOCSET_DEFAULT_SIZES);
 	pending_cxt = AllocSetContextCreate(worker_cxt, "cobalt pending", ALLOCSET_DEFAULT_SIZES);
 	creds_cxt = AllocSetContextCreate(worker_cxt, "cobalt credentials", ALLOCSET_SMALL_SIZES);
 	MemoryContextSwitchTo(worker_cxt);
-	poll_heap = new_poll_heap();
+	cobalt_schedule_init(worker_cxt);
 
 	http = cobalt_http_create(COBALT_USER_AGENT, cobalt_ca_file, errbuf, sizeof(errbuf));
 	if (http == NULL)
@@ -1012,7 +897,7 @@ cobalt_worker_main(Datum main_arg)
 				ereport(WARNING,
 						(errmsg("cobalt worker could not apply the new cobalt.ca_file: out of memory")));
 			if (cobalt_poll_interval_ms < old_interval)
-				bring_polls_forward(cobalt_poll_interval_ms);
+				cobalt_schedule_bring_forward(cobalt_poll_interval_ms);
 			woken = true;
 		}
 
@@ -1067,7 +952,7 @@ cobalt_worker_main(Datum main_arg)
 
 		/* sleep until something needs doing */
 		timeout = Max(0, TimestampDifferenceMilliseconds(GetCurrentTimestamp(), next_scan));
-		if ((t = next_poll_in_ms()) >= 0)
+		if ((t = cobalt_schedule_next_in_ms()) >= 0)
 			timeout = Min(timeout, t);
 		if ((t = cobalt_http_timeout_ms(http)) >= 0)
 			timeout = Min(timeout, t);

@@ -114,6 +114,21 @@ for my $i (0 .. $#arrivals)
 }
 ok($max_burst <= 3, "no more than 3 requests started within one answer delay (saw $max_burst)");
 
+# A job deleted while polling (here by hand; TRUNCATE is the same) is no
+# longer polled once the worker reconciles its schedule with the table
+# (every 10 s); the other job is polled on.
+my $deleted = submit($node, 'appointment.create', { mrn => 'd', _mock => { outcome => 'never' } });
+my $kept = submit($node, 'appointment.create', { mrn => 'k', _mock => { outcome => 'never' } });
+is(wait_for_state($node, $_, 'polling', 20), 'polling', "job $_ polling") for ($deleted, $kept);
+my ($del_remote, $kept_remote) = map { job_row($node, $_)->{remote_job_id} } ($deleted, $kept);
+$node->safe_psql('app', "DELETE FROM cobalt.jobs WHERE id = $deleted");
+sleep 11;
+my $since = time();
+sleep 3;
+my @recent = grep { $_->{time} >= $since } @{ api_requests($mock, 'GET', '/v1/webhook-events') };
+is(scalar(grep { $_->{path} =~ /job_id=\Q$del_remote\E$/ } @recent), 0, 'the deleted job is no longer polled');
+ok(scalar(grep { $_->{path} =~ /job_id=\Q$kept_remote\E$/ } @recent) >= 5, 'the other job still is');
+
 $node->stop;
 stop_mock($mock);
 done_testing();
