@@ -8,6 +8,7 @@ OBJS = \
 	src/access.o \
 	src/functions.o \
 	src/request.o \
+	src/submit_cache.o \
 	src/store.o \
 	src/launcher.o \
 	src/worker.o \

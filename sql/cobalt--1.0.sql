@@ -148,6 +148,21 @@ CREATE TABLE cobalt.webhook (
 );
 REVOKE ALL ON cobalt.events, cobalt.webhook FROM PUBLIC;
 
+-- Every change of the configuration tables makes the backends' cached
+-- copy of them (what cobalt_submit reads) invalid when it commits.
+CREATE FUNCTION cobalt._config_changed() RETURNS trigger
+    LANGUAGE c
+    AS 'MODULE_PATHNAME', 'cobalt_config_changed';
+CREATE TRIGGER config_changed AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE ON cobalt.operations
+    FOR EACH STATEMENT EXECUTE FUNCTION cobalt._config_changed();
+CREATE TRIGGER config_changed AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE ON cobalt.client
+    FOR EACH STATEMENT EXECUTE FUNCTION cobalt._config_changed();
+CREATE TRIGGER config_changed AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE ON cobalt.accounts
+    FOR EACH STATEMENT EXECUTE FUNCTION cobalt._config_changed();
+CREATE TRIGGER config_changed AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE ON cobalt.account_grants
+    FOR EACH STATEMENT EXECUTE FUNCTION cobalt._config_changed();
+REVOKE ALL ON FUNCTION cobalt._config_changed() FROM PUBLIC;
+
 -- Keep the data in pg_dump output.
 SELECT pg_catalog.pg_extension_config_dump('cobalt.jobs', '');
 SELECT pg_catalog.pg_extension_config_dump('cobalt.jobs_id_seq', '');

@@ -162,6 +162,7 @@ _PG_init(void)
 {
 	cobalt_define_settings();
 	RegisterXactCallback(cobalt_xact_callback, NULL);
+	cobalt_submit_cache_init();
 
 	if (!process_shared_preload_libraries_in_progress)
 		return;

@@ -161,6 +161,19 @@ typedef struct CobaltSubmitContext
 	char	   *account;		/* the account when naccounts == 1 */
 } CobaltSubmitContext;
 
+/* What cobalt_submit reads of cobalt's configuration tables. */
+typedef struct CobaltConfigSnapshot
+{
+	int			nops;
+	CobaltOperation *ops;
+	bool		client_set;
+	int			naccounts;
+	char	  **accounts;		/* names only, never tokens */
+	int			ngrants;
+	char	  **grant_accounts; /* grant i: grant_accounts[i] to grant_roles[i] */
+	Oid		   *grant_roles;
+} CobaltConfigSnapshot;
+
 /* A queued job the worker has just moved to 'sending'. */
 typedef struct CobaltClaimedJob
 {
@@ -228,9 +241,8 @@ typedef struct CobaltCredentials
 	struct HTAB *tokens;		/* account -> access token */
 } CobaltCredentials;
 
-extern void cobalt_store_submit_context(const char *operation, const char *account,
-										Oid caller, bool caller_is_owner,
-										CobaltSubmitContext *ctx);
+extern void cobalt_store_load_config(CobaltConfigSnapshot *snap,
+									 MemoryContext cxt);
 extern char *cobalt_store_operation_list(void);
 extern int64 cobalt_store_insert_job(const char *operation, const char *account,
 									 Jsonb *payload, const char *submitted_by);
@@ -251,6 +263,15 @@ extern void cobalt_store_load_credentials(CobaltCredentials *creds,
 										  MemoryContext cxt);
 extern const char *cobalt_credentials_token(CobaltCredentials *creds,
 											const char *account);
+
+/* ----------
+ * submit_cache.c: cobalt_submit's cached view of the configuration
+ * ----------
+ */
+extern void cobalt_submit_cache_init(void);
+extern void cobalt_submit_context(const char *operation, const char *account,
+								  Oid caller, bool caller_is_owner,
+								  CobaltSubmitContext *ctx);
 
 /* ----------
  * schedule.c: the worker's poll schedule

@@ -173,7 +173,7 @@ cobalt_submit(PG_FUNCTION_ARGS)
 	caller_name = GetUserNameFromId(caller, false);
 	cobalt_act_as_owner(&saved, owner);
 
-	cobalt_store_submit_context(operation, account, caller, caller_is_owner, &ctx);
+	cobalt_submit_context(operation, account, caller, caller_is_owner, &ctx);
 
 	if (!ctx.operation_found)
 		ereport(ERROR,

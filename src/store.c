@@ -123,68 +123,55 @@ read_operation(HeapTuple tuple, TupleDesc desc, int first, CobaltOperation *op)
 	"(pg_catalog.date_part('epoch', o.timeout) * 1000)::pg_catalog.int8"
 
 /*
- * Look up what cobalt_submit needs in one statement: the operation, whether
- * client credentials are set, and the account (the given one, or the only
- * one when none is given) among those "caller" may use: all of them when
- * caller_is_owner, else those granted to a role whose privileges it has.
- * Connects to SPI itself; results are allocated in the caller's memory
- * context.
+ * Read what cobalt_submit needs into "snap", allocated in "cxt": every
+ * operation, whether client credentials are set, every account's name
+ * (never its token) and every grant.  Connects to SPI itself; runs as the
+ * extension's owner.
  */
 void
-cobalt_store_submit_context(const char *operation, const char *account,
-							Oid caller, bool caller_is_owner,
-							CobaltSubmitContext *ctx)
+cobalt_store_load_config(CobaltConfigSnapshot *snap, MemoryContext cxt)
 {
-	static SPIPlanPtr plan = NULL;
-	Oid			types[4] = {TEXTOID, TEXTOID, BOOLOID, OIDOID};
-	Datum		values[4];
-	char		nulls[4] = {' ', ' ', ' ', ' '};
-	MemoryContext caller_cxt = CurrentMemoryContext;
-	HeapTuple	tuple;
-	TupleDesc	desc;
+	MemoryContext old;
 
-	memset(ctx, 0, sizeof(*ctx));
+	memset(snap, 0, sizeof(*snap));
 	SPI_connect();
+	if (SPI_execute("SELECT " OPERATION_COLUMNS " FROM cobalt.operations o", true, 0) != SPI_OK_SELECT)
+		elog(ERROR, "cobalt: reading cobalt.operations failed");
+	old = MemoryContextSwitchTo(cxt);
+	snap->nops = (int) SPI_processed;
+	snap->ops = palloc0(sizeof(CobaltOperation) * Max(snap->nops, 1));
+	for (int i = 0; i < snap->nops; i++)
+		read_operation(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 1, &snap->ops[i]);
+	MemoryContextSwitchTo(old);
 
-	/*
-	 * Always the generic plan: a plan made for the parameters' values
-	 * folds away the account tests and so always looks cheaper, and
-	 * planning on every submit would cost more than the submit itself.
-	 */
-	prepare_with_options(&plan,
-				 "WITH usable AS ("
-				 "  SELECT a.account FROM cobalt.accounts a "
-				 "   WHERE ($2::pg_catalog.text IS NULL OR a.account OPERATOR(pg_catalog.=) $2) "
-				 "     AND ($3 OR EXISTS (SELECT 1 FROM cobalt.account_grants g "
-				 "                         WHERE g.account OPERATOR(pg_catalog.=) a.account "
-				 "                           AND pg_catalog.pg_has_role($4, g.role::pg_catalog.oid, 'USAGE'))) "
-				 "   LIMIT 2) "
-				 "SELECT " OPERATION_COLUMNS ", "
-				 "  EXISTS (SELECT 1 FROM cobalt.client), "
-				 "  (SELECT pg_catalog.count(*)::pg_catalog.int4 FROM usable), "
-				 "  (SELECT pg_catalog.min(u.account) FROM usable u) "
-				 "FROM (VALUES (1)) v "
-				 "LEFT JOIN cobalt.operations o ON o.operation OPERATOR(pg_catalog.=) $1",
-				 4, types, CURSOR_OPT_GENERIC_PLAN);
-	values[0] = CStringGetTextDatum(operation);
-	if (account != NULL)
-		values[1] = CStringGetTextDatum(account);
-	else
-		nulls[1] = 'n';
-	values[2] = BoolGetDatum(caller_is_owner);
-	values[3] = ObjectIdGetDatum(caller);
-	if (SPI_execute_plan(plan, values, nulls, true, 1) != SPI_OK_SELECT ||
-		SPI_processed != 1)
-		elog(ERROR, "cobalt: looking up the submit context failed");
+	if (SPI_execute("SELECT 1 FROM cobalt.client LIMIT 1", true, 1) != SPI_OK_SELECT)
+		elog(ERROR, "cobalt: reading cobalt.client failed");
+	snap->client_set = (SPI_processed == 1);
 
-	tuple = SPI_tuptable->vals[0];
-	desc = SPI_tuptable->tupdesc;
-	MemoryContextSwitchTo(caller_cxt);
-	read_operation(tuple, desc, 1, &ctx->op);
-	ctx->operation_found = (ctx->op.operation != NULL);
-	ctx->client_set = (strcmp(text_column(tuple, desc, 7), "t") == 0);
-	ctx->naccounts = (int) pg_strtoint32(text_column(tuple, desc, 8));
-	ctx->account = text_column(tuple, desc, 9);
+	if (SPI_execute("SELECT account FROM cobalt.accounts", true, 0) != SPI_OK_SELECT)
+		elog(ERROR, "cobalt: reading cobalt.accounts failed");
+	old = MemoryContextSwitchTo(cxt);
+	snap->naccounts = (int) SPI_processed;
+	snap->accounts = palloc0(sizeof(char *) * Max(snap->naccounts, 1));
+	for (int i = 0; i < snap->naccounts; i++)
+		snap->accounts[i] = text_column(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 1);
+	MemoryContextSwitchTo(old);
+
+	if (SPI_execute("SELECT account, role::pg_catalog.oid FROM cobalt.account_grants", true, 0) != SPI_OK_SELECT)
+		elog(ERROR, "cobalt: reading cobalt.account_grants failed");
+	old = MemoryContextSwitchTo(cxt);
+	snap->ngrants = (int) SPI_processed;
+	snap->grant_accounts = palloc0(sizeof(char *) * Max(snap->ngrants, 1));
+	snap->grant_roles = palloc0(sizeof(Oid) * Max(snap->ngrants, 1));
+	for (int i = 0; i < snap->ngrants; i++)
+	{
+		bool		isnull;
+
+		snap->grant_accounts[i] = text_column(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 1);
+		snap->grant_roles[i] = DatumGetObjectId(SPI_getbinval(SPI_tuptable->vals[i],
+															  SPI_tuptable->tupdesc, 2, &isnull));
+	}
+	MemoryContextSwitchTo(old);
 	SPI_finish();
 }
 
