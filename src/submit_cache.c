@@ -173,7 +173,8 @@ cobalt_submit_context(const char *operation, const char *account,
 /*
  * cobalt._config_changed(): statement trigger on cobalt's configuration
  * tables; makes every backend's submit cache invalid once the change
- * commits (this backend's at once).
+ * commits (this backend's at once), and has the worker reload the
+ * credentials then.
  */
 Datum
 cobalt_config_changed(PG_FUNCTION_ARGS)
@@ -185,5 +186,7 @@ cobalt_config_changed(PG_FUNCTION_ARGS)
 				(errcode(ERRCODE_E_R_I_E_TRIGGER_PROTOCOL_VIOLATED),
 				 errmsg("cobalt._config_changed() must be called as a trigger")));
 	CacheInvalidateRelcacheByRelid(RelationGetRelid(trigdata->tg_relation));
+	/* and the worker reloads tokens and credentials at once */
+	cobalt_wake_worker_at_commit(true);
 	return PointerGetDatum(NULL);
 }
