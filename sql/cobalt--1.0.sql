@@ -323,7 +323,7 @@ BEGIN
         ON CONFLICT (singleton) DO UPDATE
         SET client_id = excluded.client_id, client_secret = excluded.client_secret,
             updated_at = now();
-    PERFORM cobalt._wake_at_commit(true);
+    -- the config_changed trigger wakes the worker to reload credentials
 END
 $$;
 
@@ -348,7 +348,7 @@ BEGIN
         VALUES (cobalt_add_account.account, cobalt_add_account.access_token)
         ON CONFLICT ON CONSTRAINT accounts_pkey DO UPDATE
         SET access_token = excluded.access_token, updated_at = now();
-    PERFORM cobalt._wake_at_commit(true);
+    -- the config_changed trigger wakes the worker to reload credentials
 END
 $$;
 COMMENT ON FUNCTION cobalt_add_account(text, text) IS
